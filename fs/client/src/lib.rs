@@ -1,0 +1,1 @@
+//! 9P client (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Control-message parsing (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Directory export (placeholder, being written).
