@@ -39,10 +39,12 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod addr;
 pub mod frame;
 pub mod messages;
 pub mod wire;
 
+pub use addr::Addr;
 pub use frame::{decode, encode, frame_size, DecodeError, EncodeError, ErrorKind, Msg};
 pub use messages::*;
 pub use wire::{Dirent, Qid, Stat};
