@@ -75,8 +75,9 @@ canonical! {
     bad_dir_offset => EINVAL, "bad offset in directory read";
     /// The request was interrupted by Tflush or shutdown.
     interrupted => EINTR, "interrupted";
-    /// No authentication is required; attach with afid NOFID.
-    no_auth => ECONNREFUSED, "authentication not required";
+    /// No authentication is required; attach with afid NOFID. ENOENT is
+    /// what diod and its client library use to mean exactly this.
+    no_auth => ENOENT, "authentication not required";
     /// The operation is not in the dialect the session negotiated.
     wrong_dialect => EOPNOTSUPP, "message not supported in this protocol version";
 }

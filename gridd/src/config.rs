@@ -1,0 +1,400 @@
+//! `grid.toml`, the daemon's configuration (grid.toml(5)).
+//!
+//! On first start gridd writes [`default_text`]: every setting with its
+//! default and a comment. Loading reports the first problem as
+//! `FILE:LINE: KEY: what is wrong`. Run-time changes made through `/ctl`
+//! (`export`, `unexport`) are written back with toml_edit, which keeps the
+//! user's comments and layout.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ninep::Addr;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The largest msize gridd will offer.
+pub const MAX_MSIZE: u32 = 16 << 20;
+
+/// The settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// This grid's local name.
+    pub name: String,
+    /// Addresses to serve on besides the state directory's socket.
+    pub listen: Vec<Addr>,
+    /// Largest msize offered.
+    pub msize: u32,
+    /// Trace every 9P message on stderr.
+    pub trace: bool,
+    /// Directories served under /files.
+    pub files: BTreeMap<String, Export>,
+}
+
+/// One directory served under `/files/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// The host directory.
+    pub path: PathBuf,
+    /// Refuse every change.
+    pub read_only: bool,
+}
+
+impl Export {
+    /// Parses `PATH` or `PATH:ro` / `PATH:rw`.
+    pub fn parse(s: &str) -> Result<Export, String> {
+        let (path, read_only) = match s.rsplit_once(':') {
+            Some((p, "ro")) => (p, true),
+            Some((p, "rw")) => (p, false),
+            _ => (s, false),
+        };
+        if path.is_empty() {
+            return Err("empty path".into());
+        }
+        if !path.starts_with('/') {
+            return Err(format!("path '{path}' must be absolute"));
+        }
+        Ok(Export {
+            path: PathBuf::from(path),
+            read_only,
+        })
+    }
+
+    /// The `PATH[:ro]` form.
+    pub fn to_spec(&self) -> String {
+        if self.read_only {
+            format!("{}:ro", self.path.display())
+        } else {
+            self.path.display().to_string()
+        }
+    }
+}
+
+/// Checks an export or peer name: what may appear as one path element.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad name '{name}': use 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+/// A configuration problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub msg: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.msg)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    listen: Vec<Spanned<String>>,
+    msize: Option<Spanned<u32>>,
+    #[serde(default)]
+    trace: bool,
+    #[serde(default)]
+    files: BTreeMap<String, Spanned<String>>,
+}
+
+/// Reads and checks `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        line: None,
+        key: None,
+        msg: format!("cannot read: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Checks the text of a configuration file named `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let at = |span: std::ops::Range<usize>, key: &str, msg: String| ConfigError {
+        file: path.to_owned(),
+        line: Some(line_of(text, span.start)),
+        key: Some(key.to_owned()),
+        msg,
+    };
+    let raw: Raw = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let key = line.and_then(|l| key_on_line(text, l));
+        ConfigError {
+            file: path.to_owned(),
+            line,
+            key,
+            msg: e.message().trim().to_owned(),
+        }
+    })?;
+    let name = match raw.name {
+        Some(n) => {
+            check_name(n.get_ref()).map_err(|m| at(n.span(), "name", m))?;
+            n.into_inner()
+        }
+        None => host_name(),
+    };
+    let mut listen = Vec::new();
+    for a in &raw.listen {
+        let addr = Addr::parse(a.get_ref()).map_err(|e| at(a.span(), "listen", e.to_string()))?;
+        if matches!(addr, Addr::Quic { .. }) {
+            return Err(at(
+                a.span(),
+                "listen",
+                "quic listeners come with federation; use tcp or unix".into(),
+            ));
+        }
+        listen.push(addr);
+    }
+    let msize = match raw.msize {
+        Some(m) if *m.get_ref() < 4096 || *m.get_ref() > MAX_MSIZE => {
+            return Err(at(
+                m.span(),
+                "msize",
+                format!("must be from 4096 to {MAX_MSIZE}"),
+            ))
+        }
+        Some(m) => m.into_inner(),
+        None => ninep_server::DEFAULT_MAX_MSIZE,
+    };
+    let mut files = BTreeMap::new();
+    for (name, spec) in raw.files {
+        let key = format!("files.{name}");
+        check_name(&name).map_err(|m| at(spec.span(), &key, m))?;
+        let export = Export::parse(spec.get_ref()).map_err(|m| at(spec.span(), &key, m))?;
+        files.insert(name, export);
+    }
+    Ok(Config {
+        name,
+        listen,
+        msize,
+        trace: raw.trace,
+        files,
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_owned())
+}
+
+/// The machine's host name, the default grid name.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes; gethostname NUL-terminates
+    // when the name fits, and we stop at the first NUL or the end.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    if rc != 0 || name.is_empty() {
+        "grid".to_owned()
+    } else {
+        name
+    }
+}
+
+/// The commented file gridd writes on first start.
+pub fn default_text(name: &str, state: &Path) -> String {
+    format!(
+        r#"# grid.toml: settings of this grid's gridd (see grid.toml(5)).
+# gridd wrote this file on first start; each setting shows its default.
+# Edit it and restart gridd. Exports added with `echo export ... > /ctl`
+# are written back here.
+
+# This grid's name: a local alias, shown in /status. Default: the host name.
+name = "{name}"
+
+# Addresses to serve 9P on, as Plan 9 dial strings (tcp!HOST!PORT,
+# unix!PATH), besides the socket {sock}, which is always
+# served with mode 0600 (its owner has full access).
+# 9P over plain TCP is not encrypted: keep it on loopback, or on the
+# Yggdrasil overlay once federation is configured.
+#   listen = ["tcp!127.0.0.1!5640"]
+listen = []
+
+# Largest 9P message size (msize) offered to clients, in bytes:
+# 1 MiB of data plus the 24-byte I/O header. From 4096 to {max}.
+msize = {msize}
+
+# Print every 9P message on stderr, like lib9p's chatty9p (gridd -D).
+trace = false
+
+# Directories served under /files/NAME: NAME = "PATH" (read-write) or
+# NAME = "PATH:ro" (read-only). Paths must be absolute.
+[files]
+#   music = "/home/me/Music:ro"
+"#,
+        sock = crate::paths::socket_in(state).display(),
+        max = MAX_MSIZE,
+        msize = ninep_server::DEFAULT_MAX_MSIZE,
+    )
+}
+
+/// Sets (or with `None` removes) `files.NAME` in the file at `path`,
+/// keeping everything else as the user wrote it.
+pub fn set_export(path: &Path, name: &str, export: Option<&Export>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let files = doc
+        .entry("files")
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+    let files = files
+        .as_table_like_mut()
+        .ok_or_else(|| anyhow::anyhow!("{}: files is not a table", path.display()))?;
+    match export {
+        Some(e) => {
+            files.insert(name, toml_edit::value(e.to_spec()));
+        }
+        None => {
+            files.remove(name);
+        }
+    }
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, doc.to_string())?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("/etc/grid/grid.toml")
+    }
+
+    #[test]
+    fn the_default_text_loads_to_the_defaults() {
+        let cfg = parse(p(), &default_text("pi", Path::new("/var/lib/grid"))).expect("loads");
+        assert_eq!(cfg.name, "pi");
+        assert!(cfg.listen.is_empty());
+        assert_eq!(cfg.msize, ninep_server::DEFAULT_MAX_MSIZE);
+        assert!(cfg.files.is_empty());
+        assert!(!cfg.trace);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = parse(p(), "name = \"a\"\nlisten = [\"tcp!h!99999\"]\n").expect_err("bad port");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key.as_deref(), Some("listen"));
+        assert!(
+            e.to_string()
+                .starts_with("/etc/grid/grid.toml:2: listen: bad address"),
+            "{e}"
+        );
+
+        let e = parse(p(), "\n\nmsize = \"big\"\n").expect_err("type");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("msize")), "{e}");
+
+        let e = parse(p(), "lisen = []\n").expect_err("unknown key");
+        assert_eq!(e.line, Some(1));
+        assert!(e.msg.contains("unknown field `lisen`"), "{e}");
+
+        let e = parse(p(), "[files]\npub = \"relative/path\"\n").expect_err("relative");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("files.pub")),
+            "{e}"
+        );
+
+        let e = parse(p(), "msize = 12\n").expect_err("small msize");
+        assert!(e.to_string().contains("msize: must be from 4096"), "{e}");
+
+        let e = parse(p(), "name = [\n").expect_err("syntax");
+        assert_eq!(e.line, Some(2).or(e.line));
+    }
+
+    #[test]
+    fn exports_parse_with_modes() {
+        assert_eq!(
+            Export::parse("/srv/pub:ro"),
+            Ok(Export {
+                path: "/srv/pub".into(),
+                read_only: true
+            })
+        );
+        assert_eq!(
+            Export::parse("/srv/a:b"),
+            Ok(Export {
+                path: "/srv/a:b".into(),
+                read_only: false
+            })
+        );
+        assert!(Export::parse("srv").is_err());
+        assert!(check_name("../x").is_err());
+        assert!(check_name("music").is_ok());
+    }
+
+    #[test]
+    fn set_export_keeps_comments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("grid.toml");
+        std::fs::write(&path, default_text("pi", dir.path())).expect("write");
+        let e = Export {
+            path: "/srv/pub".into(),
+            read_only: true,
+        };
+        set_export(&path, "pub", Some(&e)).expect("set");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("# This grid's name"));
+        assert_eq!(
+            parse(&path, &text).expect("parse").files.get("pub"),
+            Some(&e)
+        );
+        set_export(&path, "pub", None).expect("unset");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(parse(&path, &text).expect("parse").files.is_empty());
+    }
+}

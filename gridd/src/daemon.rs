@@ -1,0 +1,165 @@
+//! Start-up, listeners, signals and shutdown.
+//!
+//! First start creates the state directory (mode 0700), `grid.toml` with
+//! every default written out, and the identity key. Every start then binds
+//! the state directory's unix socket plus the configured addresses, prints
+//! one `gridd: serving ADDR` line per listener on stderr, and serves until
+//! SIGTERM or SIGINT: then it stops accepting, lets requests in flight
+//! finish, and removes its sockets.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use ninep::Addr;
+use ninep_server::listen::{self, Listener};
+use ninep_server::{Server, ServerConfig};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::{self, Export};
+use crate::identity::Identity;
+use crate::namespace::Grid;
+use crate::paths;
+
+/// What the command line asked for; `None` and empty mean "as configured".
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// State directory.
+    pub state: Option<PathBuf>,
+    /// Configuration file (default STATE/grid.toml).
+    pub config: Option<PathBuf>,
+    /// Listen addresses, replacing the configured ones.
+    pub listen: Vec<Addr>,
+    /// Exports added to (or replacing, by name) the configured ones.
+    pub exports: Vec<(String, Export)>,
+    /// Trace 9P messages.
+    pub trace: bool,
+    /// Largest msize.
+    pub msize: Option<u32>,
+}
+
+/// Runs gridd until a signal says stop.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    // Before anything is announced, so a SIGTERM right after start-up is a
+    // clean shutdown rather than the default kill.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let state = opts.state.clone().unwrap_or_else(paths::default_state_dir);
+    make_state_dir(&state)?;
+    let config_path = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| state.join("grid.toml"));
+    if !config_path.exists() {
+        std::fs::write(
+            &config_path,
+            config::default_text(&config::host_name(), &state),
+        )
+        .with_context(|| {
+            format!(
+                "{}: cannot write default configuration",
+                config_path.display()
+            )
+        })?;
+        eprintln!(
+            "gridd: wrote default configuration {}",
+            config_path.display()
+        );
+    }
+    let cfg = config::load(&config_path)?;
+    let identity = Identity::load_or_create(&state.join("identity.key"))?;
+
+    let mut exports: BTreeMap<String, Export> = cfg.files.clone();
+    for (name, e) in &opts.exports {
+        config::check_name(name).map_err(anyhow::Error::msg)?;
+        exports.insert(name.clone(), e.clone());
+    }
+    let (grid, problems) = Grid::new(
+        cfg.name.clone(),
+        identity.public_hex(),
+        config_path,
+        &exports,
+    );
+    for p in problems {
+        eprintln!("gridd: not serving {p}");
+    }
+
+    let mut addrs = vec![Addr::Unix(paths::socket_in(&state))];
+    addrs.extend(if opts.listen.is_empty() {
+        cfg.listen.clone()
+    } else {
+        opts.listen.clone()
+    });
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        let l = Listener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = l.local_addr()?;
+        if !bound.is_loopback_or_local() {
+            eprintln!("gridd: warning: {bound} is reachable from other machines, and 9P over TCP is not encrypted");
+        }
+        listeners.push((bound, l));
+    }
+    *grid.listen.lock().unwrap_or_else(|p| p.into_inner()) =
+        listeners.iter().map(|(a, _)| a.clone()).collect();
+
+    let server = Server::for_tree(
+        grid.root(),
+        ServerConfig {
+            max_msize: opts.msize.unwrap_or(cfg.msize),
+            trace: opts.trace || cfg.trace,
+            auth: None,
+        },
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (addr, l) in listeners {
+        let server = server.clone();
+        let mut stop = stop_rx.clone();
+        eprintln!("gridd: {} serving {addr}", grid.name);
+        tasks.spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            listen::run(server, l, stopped).await
+        });
+    }
+
+    tokio::select! {
+        _ = term.recv() => eprintln!("gridd: SIGTERM: shutting down"),
+        _ = int.recv() => eprintln!("gridd: SIGINT: shutting down"),
+        Some(r) = tasks.join_next() => bail!("a listener stopped: {r:?}"),
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    eprintln!("gridd: stopped");
+    Ok(())
+}
+
+fn make_state_dir(state: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state)
+        .with_context(|| format!("{}: cannot create state directory", state.display()))?;
+    let meta = std::fs::metadata(state)?;
+    let mut mode = meta.permissions().mode();
+    // The state directory holds the key and the owner's socket: ours alone.
+    // SAFETY: geteuid has no preconditions.
+    if mode & 0o077 != 0 && std::os::unix::fs::MetadataExt::uid(&meta) == unsafe { libc::geteuid() }
+    {
+        std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700))?;
+        mode = 0o700;
+    }
+    if mode & 0o022 != 0 {
+        bail!(
+            "{}: state directory is writable by others (mode {:o}); run chmod 700 on it",
+            state.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! gridd(8): flags, then the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use gridd::config::Export;
+use gridd::daemon::{self, Options};
+use ninep::Addr;
+
+/// The grid agent: serves this machine's namespace over 9P.
+#[derive(Parser, Debug)]
+#[command(name = "gridd", version, about, long_about = None)]
+struct Flags {
+    /// State directory [default: /var/lib/grid for root, else $XDG_DATA_HOME/grid]
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Configuration file [default: STATE/grid.toml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Also serve on this dial string (tcp!HOST!PORT, unix!PATH); repeatable; replaces grid.toml's listen
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    listen: Vec<Addr>,
+    /// Serve a directory as /files/NAME (PATH:ro for read-only); repeatable
+    #[arg(long, value_name = "NAME=PATH[:ro]", value_parser = parse_export)]
+    export: Vec<(String, Export)>,
+    /// Largest 9P message size offered
+    #[arg(long, value_name = "BYTES")]
+    msize: Option<u32>,
+    /// Print every 9P message on stderr
+    #[arg(short = 'D', long = "trace")]
+    trace: bool,
+}
+
+fn parse_addr(s: &str) -> Result<Addr, String> {
+    let a = Addr::parse(s).map_err(|e| e.to_string())?;
+    if matches!(a, Addr::Quic { .. }) {
+        return Err("quic listeners come with federation; use tcp or unix".into());
+    }
+    Ok(a)
+}
+
+fn parse_export(s: &str) -> Result<(String, Export), String> {
+    let (name, spec) = s
+        .split_once('=')
+        .ok_or("expected NAME=PATH or NAME=PATH:ro")?;
+    gridd::config::check_name(name)?;
+    Ok((name.to_owned(), Export::parse(spec)?))
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gridd: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = Options {
+        state: flags.state,
+        config: flags.config,
+        listen: flags.listen,
+        exports: flags.export,
+        trace: flags.trace,
+        msize: flags.msize,
+    };
+    match runtime.block_on(daemon::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gridd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

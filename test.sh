@@ -1,0 +1,39 @@
+#!/bin/sh
+# test.sh: the whole test suite. Formatting, lints, every crate's unit and
+# integration tests, the end-to-end tests against real gridd processes,
+# diod's tools and FUSE mounts, and a build of the fuzz targets.
+#
+#     ./test.sh
+#
+# As root it first installs the system packages the tests use (diod,
+# fuse3); as a user, tests whose tools are missing say SKIP.
+set -eu
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    need=
+    for p in diod fuse3 libfuse3-dev pkg-config; do
+        dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+    done
+    if [ -n "$need" ]; then
+        echo "== apt-get install$need"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    fi
+fi
+
+echo "== fmt"
+cargo fmt --all --check
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== build"
+# The end-to-end tests run the real binaries; cargo does not build another
+# package's binaries for an integration test, so build them first.
+cargo build --workspace --bins
+echo "== test"
+cargo test --workspace
+echo "== fuzz targets build"
+if [ -f fs/fuzz/Cargo.toml ]; then
+    cargo build --manifest-path fs/fuzz/Cargo.toml --bins
+fi
+echo "== all tests passed"

@@ -1,0 +1,213 @@
+//! Helpers for the end-to-end tests: [`TestGrid`] starts a real `gridd`
+//! in a temporary state directory and stops it on drop; [`bin`] finds the
+//! workspace's binaries; [`run`] runs a command with a time limit.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`,
+//! which `./test.sh` does): cargo does not build another package's
+//! binaries for an integration test.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long anything in a test may take before it counts as hung.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// The path of a workspace binary, next to the test executable's directory.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/test-xxxx -> target/debug/NAME
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (./test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Whether a system tool is installed (tests that need one skip, loudly, when not;
+/// `./test.sh` installs them).
+pub fn have(tool: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(tool).exists())
+}
+
+/// A running gridd.
+pub struct TestGrid {
+    /// The state directory (removed on drop).
+    pub state: tempfile::TempDir,
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Addresses it announced, in order (the unix socket first).
+    pub addrs: Vec<String>,
+}
+
+impl TestGrid {
+    /// Starts gridd with a fresh state directory and `args`, and waits
+    /// until every listener is serving.
+    pub fn start(args: &[&str]) -> TestGrid {
+        let state = tempfile::tempdir().expect("state dir");
+        Self::start_in(state, args)
+    }
+
+    /// Starts gridd on an existing state directory (for restart tests).
+    pub fn start_in(state: tempfile::TempDir, args: &[&str]) -> TestGrid {
+        let mut child = Command::new(bin("gridd"))
+            .arg("--state")
+            .arg(state.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gridd");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some((_, addr)) = line.split_once(" serving ") {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    log.lock().expect("log").push(line);
+                }
+            });
+        }
+        let expected = 1 + args.iter().filter(|a| **a == "--listen").count();
+        let mut grid = TestGrid {
+            state,
+            child: Some(child),
+            log,
+            addrs: Vec::new(),
+        };
+        let deadline = Instant::now() + LIMIT;
+        while grid.addrs.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(addr) => grid.addrs.push(addr),
+                Err(_) => panic!("gridd did not start serving; its log:\n{}", grid.log()),
+            }
+        }
+        grid
+    }
+
+    /// Starts gridd and expects it to fail; returns its exit status and log.
+    pub fn start_failing(args: &[&str]) -> (ExitStatus, String) {
+        let state = tempfile::tempdir().expect("state dir");
+        let out = run(Command::new(bin("gridd"))
+            .arg("--state")
+            .arg(state.path())
+            .args(args));
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The unix socket's dial string.
+    pub fn unix_addr(&self) -> &str {
+        &self.addrs[0]
+    }
+
+    /// The unix socket's path.
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(self.unix_addr().trim_start_matches("unix!"))
+    }
+
+    /// The first TCP address as `host:port` (for diod's tools and mount).
+    pub fn tcp(&self) -> (String, u16) {
+        let a = self
+            .addrs
+            .iter()
+            .find(|a| a.starts_with("tcp!"))
+            .expect("a tcp listener");
+        let mut it = a.split('!').skip(1);
+        let host = it.next().expect("host").to_owned();
+        let port = it.next().and_then(|p| p.parse().ok()).expect("port");
+        (host, port)
+    }
+
+    /// Everything gridd printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        wait_bounded(&mut child)
+    }
+
+    /// Stops gridd and hands back the state directory for a restart.
+    pub fn stop_keep_state(mut self) -> tempfile::TempDir {
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "gridd exited with {status}; log:\n{}",
+            self.log()
+        );
+        let dir = tempfile::tempdir().expect("placeholder");
+        std::mem::replace(&mut self.state, dir)
+    }
+}
+
+impl Drop for TestGrid {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_bounded(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs a command to completion with a time limit, capturing its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || read_all(out));
+    let err = std::thread::spawn(move || read_all(err));
+    let status = wait_bounded(&mut child);
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = r.read_to_end(&mut v);
+    v
+}
