@@ -31,6 +31,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod conn;
+mod convert;
 pub mod error;
 pub mod listen;
 mod session;
