@@ -95,7 +95,8 @@ impl Addr {
         }
     }
 
-    /// Whether a listener on this address can be reached from other machines.
+    /// Whether a listener on this address is reachable only from this
+    /// machine (a unix socket, or a loopback or `localhost` address).
     pub fn is_loopback_or_local(&self) -> bool {
         match self {
             Addr::Unix(_) => true,

@@ -5,10 +5,15 @@
 //! and diod's `protocol.md` for 9P2000.L message numbers and layouts.
 //!
 //! Fields marked in the table below are dialect-dependent:
-//! `#[ext]` is on the wire in 9P2000.u and 9P2000.L, `#[dotu]` only in
-//! 9P2000.u, and `#[opt]` is read only if the frame still has bytes (Linux
-//! appends `datasync` to Tfsync; older clients do not). An absent field
-//! decodes as its default, or as [`crate::NONUNAME`] for `n_uname`.
+//! `#[ext_uid]` (n_uname) is on the wire in 9P2000.u and 9P2000.L and
+//! decodes as [`crate::NONUNAME`] when absent; `#[dotu]` is on the wire only
+//! in 9P2000.u; `#[opt]` is read only if the frame still has bytes (Linux
+//! appends `datasync` to Tfsync; older clients do not). Other absent fields
+//! decode as their defaults.
+//!
+//! Linux's own encoder also puts Rerror's errno, Tcreate's extension and
+//! the .u stat fields on the wire in .L; it never sends those messages in
+//! .L, and neither do we (.L errors are Rlerror).
 
 use crate::frame::{EncodeError, ErrorKind};
 use crate::wire::{Reader, Wire, Writer};
@@ -17,9 +22,6 @@ use crate::{Dialect, Qid, Stat, NONUNAME};
 macro_rules! present {
     ($d:expr, $rem:expr) => {
         true
-    };
-    ($d:expr, $rem:expr, ext) => {
-        $d != Dialect::P2000
     };
     ($d:expr, $rem:expr, ext_uid) => {
         $d != Dialect::P2000
@@ -261,6 +263,8 @@ messages! {
 impl Fcall {
     /// Whether this is a request (T-message): even type numbers.
     pub fn is_request(&self) -> bool {
-        self.msg_type() % 2 == 0
+        // Bit test rather than `% 2` or `is_multiple_of` (Rust 1.87): the
+        // workspace's rust-version is 1.80.
+        self.msg_type() & 1 == 0
     }
 }
