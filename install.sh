@@ -31,9 +31,10 @@ echo "== build"
 cargo build --release --locked --bins
 
 echo "== install"
-$SUDO install -m 0755 target/release/gridd /usr/local/bin/gridd
+# -s: the release profile keeps line tables for profiling; installed copies need not.
+$SUDO install -s -m 0755 target/release/gridd /usr/local/bin/gridd
 for b in grid mount.grid; do
-    if [ -x "target/release/$b" ]; then $SUDO install -m 0755 "target/release/$b" "/usr/local/bin/$b"; fi
+    if [ -x "target/release/$b" ]; then $SUDO install -s -m 0755 "target/release/$b" "/usr/local/bin/$b"; fi
 done
 if [ -x target/release/mount.grid ]; then $SUDO ln -sf /usr/local/bin/mount.grid /sbin/mount.grid; fi
 $SUDO mkdir -p /usr/local/share/man/man1 /usr/local/share/man/man4 /usr/local/share/man/man5 /usr/local/share/man/man7 /usr/local/share/man/man8
