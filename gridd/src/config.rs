@@ -16,6 +16,8 @@ use toml::Spanned;
 
 /// The largest msize gridd will offer.
 pub const MAX_MSIZE: u32 = 16 << 20;
+/// The smallest msize gridd can be configured with.
+pub const MIN_MSIZE: u32 = 4096;
 
 /// The settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -300,9 +302,14 @@ pub fn set_export(path: &Path, name: &str, export: Option<&Export>) -> anyhow::R
             files.remove(name);
         }
     }
-    let tmp = path.with_extension("toml.new");
+    // Replace the file the path leads to (a symlinked grid.toml stays a
+    // symlink), atomically, with the old file's permissions.
+    let target = std::fs::canonicalize(path)?;
+    let perms = std::fs::metadata(&target)?.permissions();
+    let tmp = target.with_extension("toml.new");
     std::fs::write(&tmp, doc.to_string())?;
-    std::fs::rename(&tmp, path)?;
+    std::fs::set_permissions(&tmp, perms)?;
+    std::fs::rename(&tmp, &target)?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! First start creates the state directory (mode 0700), `grid.toml` with
 //! every default written out, and the identity key. Every start then binds
 //! the state directory's unix socket plus the configured addresses, prints
-//! one `gridd: serving ADDR` line per listener on stderr, and serves until
+//! one `gridd: NAME serving ADDR` line per listener on stderr, and serves until
 //! SIGTERM or SIGINT: then it stops accepting, lets requests in flight
 //! finish, and removes its sockets.
 

@@ -25,7 +25,7 @@ struct Flags {
     #[arg(long, value_name = "NAME=PATH[:ro]", value_parser = parse_export)]
     export: Vec<(String, Export)>,
     /// Largest 9P message size offered
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_msize)]
     msize: Option<u32>,
     /// Print every 9P message on stderr
     #[arg(short = 'D', long = "trace")]
@@ -38,6 +38,20 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
         return Err("quic listeners come with federation; use tcp or unix".into());
     }
     Ok(a)
+}
+
+fn parse_msize(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of bytes"))?;
+    let max = gridd::config::MAX_MSIZE;
+    if !(gridd::config::MIN_MSIZE..=max).contains(&n) {
+        return Err(format!(
+            "must be from {} to {max}",
+            gridd::config::MIN_MSIZE
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_export(s: &str) -> Result<(String, Export), String> {

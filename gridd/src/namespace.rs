@@ -141,24 +141,35 @@ impl CtlHandler for GridCtl {
         let grid = &self.grid;
         match cmd.verb {
             "export" => {
-                let read_only = match f.get(3).map(String::as_str) {
-                    None | Some("rw") => false,
-                    Some("ro") => true,
+                // PATH may carry its own ":ro"/":rw"; a third field says the
+                // same thing, and the two must not disagree.
+                let mut export =
+                    Export::parse(&f[2]).map_err(|m| Error::invalid_arg(format!("export: {m}")))?;
+                match f.get(3).map(String::as_str) {
+                    None => {}
+                    Some(mode @ ("ro" | "rw")) => {
+                        let read_only = mode == "ro";
+                        if f[2].ends_with(":ro") && !read_only || f[2].ends_with(":rw") && read_only
+                        {
+                            return Err(Error::invalid_arg(format!(
+                                "export: '{}' and '{mode}' disagree",
+                                f[2]
+                            )));
+                        }
+                        export.read_only = read_only;
+                    }
                     Some(other) => {
                         return Err(Error::invalid_arg(format!(
                             "export: mode must be ro or rw, not '{other}'"
                         )))
                     }
-                };
+                }
                 if grid.files.get(&f[1]).is_some() {
                     return Err(Error::new(
                         libc::EEXIST,
                         format!("export: '{}' is already exported; unexport it first", f[1]),
                     ));
                 }
-                let export = Export::parse(&f[2])
-                    .map(|e| Export { read_only, ..e })
-                    .map_err(|m| Error::invalid_arg(format!("export: {m}")))?;
                 grid.add_export(&f[1], &export)?;
                 save(grid, &f[1], Some(&export))
             }
@@ -185,4 +196,49 @@ fn save(grid: &Grid, name: &str, export: Option<&Export>) -> Result<()> {
             grid.config_path.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ninep_server::synth::run_ctl;
+
+    fn grid() -> (Arc<Grid>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("grid.toml");
+        std::fs::write(&cfg, config::default_text("t", dir.path())).expect("config");
+        let (grid, problems) = Grid::new("t".into(), "k".into(), cfg, &BTreeMap::new());
+        assert!(problems.is_empty());
+        (grid, dir)
+    }
+
+    async fn ctl(grid: &Arc<Grid>, line: &str) -> Result<()> {
+        run_ctl(&GridCtl { grid: grid.clone() }, "ctl", line.as_bytes()).await
+    }
+
+    #[tokio::test]
+    async fn export_modes_from_suffix_or_field() {
+        let (grid, dir) = grid();
+        let p = dir.path().display().to_string();
+        ctl(&grid, &format!("export a {p}:ro"))
+            .await
+            .expect("suffix");
+        ctl(&grid, &format!("export b {p} ro"))
+            .await
+            .expect("field");
+        ctl(&grid, &format!("export c {p}")).await.expect("default");
+        let e = ctl(&grid, &format!("export d {p}:ro rw"))
+            .await
+            .expect_err("disagree");
+        assert!(e.msg.contains("disagree"), "{e}");
+        let saved = config::load(&grid.config_path).expect("saved config");
+        assert!(saved.files["a"].read_only);
+        assert!(saved.files["b"].read_only);
+        assert!(!saved.files["c"].read_only);
+        assert!(!saved.files.contains_key("d"));
+        let e = ctl(&grid, "exprot x /y").await.expect_err("typo");
+        assert_eq!(e.msg, "ctl: unknown verb 'exprot' (did you mean 'export'?)");
+        let e = ctl(&grid, "unexport zz").await.expect_err("missing");
+        assert_eq!(e.msg, "ctl: unexport: 'zz' is not exported");
+    }
 }

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gridd::namespace::{Grid, CTL_TABLE};
-use ninep_server::Node;
 
 /// A man page, read and split into plain lines.
 struct Page {
@@ -196,12 +195,36 @@ fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn fail_if_missing(page: &str, what: &str, missing: &[String]) {
-    assert!(
-        missing.is_empty(),
-        "man/{page} does not document {what}:\n  {}",
-        missing.join("\n  ")
-    );
+/// What a page fails to document, gathered so one run reports all of it.
+struct Report {
+    page: &'static str,
+    problems: Vec<String>,
+}
+
+impl Report {
+    fn new(page: &'static str) -> Report {
+        Report {
+            page,
+            problems: Vec::new(),
+        }
+    }
+
+    /// Notes the items of `what` that are missing.
+    fn missing(&mut self, what: &str, missing: Vec<String>) {
+        if !missing.is_empty() {
+            self.problems
+                .push(format!("{what}:\n    {}", missing.join("\n    ")));
+        }
+    }
+
+    fn check(self) {
+        assert!(
+            self.problems.is_empty(),
+            "man/{} is missing:\n  {}",
+            self.page,
+            self.problems.join("\n  ")
+        );
+    }
 }
 
 fn test_grid() -> std::sync::Arc<Grid> {
@@ -225,6 +248,7 @@ fn test_grid() -> std::sync::Arc<Grid> {
 #[tokio::test]
 async fn gridfs_4_lists_every_root_file_and_ctl_verb() {
     let page = Page::load("gridfs.4");
+    let mut report = Report::new(page.name);
     let grid = test_grid();
 
     // Every file of the root, in SYNOPSIS, as /NAME.
@@ -238,7 +262,7 @@ async fn gridfs_4_lists_every_root_file_and_ctl_verb() {
         .filter(|f| !has_word(&synopsis, f))
         .map(|f| format!("{f} (served in the root; not in SYNOPSIS)"))
         .collect();
-    fail_if_missing(page.name, "every file of the namespace root", &missing);
+    report.missing("every file of the namespace root", missing);
 
     // Every /ctl verb as a message heading: `.TP` then `verb USAGE`.
     let tags: Vec<String> = page.tp_tags().iter().map(|t| collapse(t)).collect();
@@ -253,17 +277,18 @@ async fn gridfs_4_lists_every_root_file_and_ctl_verb() {
             )
         })
         .collect();
-    fail_if_missing(page.name, "every /ctl verb", &missing);
+    report.missing("every /ctl verb", missing);
 
     // What a read of /ctl returns, verbatim, as consecutive lines.
     let usage = cmdbuf::usage_text(CTL_TABLE);
     let want: Vec<&str> = usage.lines().collect();
     let lines: Vec<&str> = page.lines.iter().map(|(_, t)| t.as_str()).collect();
-    assert!(
-        lines.windows(want.len()).any(|w| w == want.as_slice()),
-        "man/{} does not show what a read of /ctl returns; expected these lines together:\n{usage}",
-        page.name
-    );
+    if !lines.windows(want.len()).any(|w| w == want.as_slice()) {
+        report.missing(
+            "what a read of /ctl returns, as these lines together",
+            want.iter().map(|l| l.to_string()).collect(),
+        );
+    }
 
     // Every keyword of /status, as a heading `keyword VALUE`.
     let raw_tags = page.tp_tags();
@@ -280,12 +305,14 @@ async fn gridfs_4_lists_every_root_file_and_ctl_verb() {
         })
         .map(|kw| format!("/status line '{kw} ...' (no .TP heading '{kw} VALUE')"))
         .collect();
-    fail_if_missing(page.name, "every line of /status", &missing);
+    report.missing("every line of /status", missing);
+    report.check();
 }
 
 #[test]
 fn gridd_8_lists_every_flag() {
     let page = Page::load("gridd.8");
+    let mut report = Report::new(page.name);
     let out = Command::new(env!("CARGO_BIN_EXE_gridd"))
         .arg("--help")
         .output()
@@ -321,20 +348,22 @@ fn gridd_8_lists_every_flag() {
             missing.push(format!("{flag} (not in SYNOPSIS)"));
         }
         if !has_word(&tags, flag) {
-            missing.push(format!("{flag} (no .TP heading under Options)"));
+            missing.push(format!("{flag} (no .TP heading)"));
         }
     }
     for flag in &short {
         if !has_word(&tags, flag) {
-            missing.push(format!("{flag} (no .TP heading under Options)"));
+            missing.push(format!("{flag} (no .TP heading)"));
         }
     }
-    fail_if_missing(page.name, "every flag of gridd --help", &missing);
+    report.missing("every flag of gridd --help", missing);
+    report.check();
 }
 
 #[test]
 fn grid_toml_5_lists_every_default_key() {
     let page = Page::load("grid.toml.5");
+    let mut report = Report::new(page.name);
     let text = gridd::config::default_text("pi", Path::new("/var/lib/grid"));
     let table: toml::Table = toml::from_str(&text).expect("the default grid.toml parses");
     assert!(!table.is_empty(), "the default grid.toml has no keys");
@@ -368,14 +397,15 @@ fn grid_toml_5_lists_every_default_key() {
             other => check(key.clone(), format!("{key} ="), Some(other.to_string())),
         }
     }
-    fail_if_missing(page.name, "every key of the default grid.toml", &missing);
+    report.missing("every key of the default grid.toml", missing);
 
     // The page's copy of the default file must be the file itself.
     let all = page.all_text();
     let missing: Vec<String> = text
         .lines()
         .filter(|l| !l.is_empty() && !all.lines().any(|p| p == *l))
-        .map(|l| format!("line of the default file: {l}"))
+        .map(str::to_owned)
         .collect();
-    fail_if_missing(page.name, "the default file verbatim (EXAMPLES)", &missing);
+    report.missing("lines of the default file, verbatim (EXAMPLES)", missing);
+    report.check();
 }
