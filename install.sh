@@ -16,16 +16,16 @@ echo "== packages"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq build-essential pkg-config fuse3 libfuse3-dev ca-certificates >/dev/null
 
-# Debian 12's own rustc (1.63) is too old; its rustc-web/cargo-web (1.7x+) is not.
+# Debian 12's own rustc (1.63) is too old; its rustc-web/cargo-web (1.85+) is not.
 cargo_ok() {
     command -v cargo >/dev/null 2>&1 || return 1
     v=$(cargo --version | sed -n 's/^cargo 1\.\([0-9]*\).*/\1/p')
-    [ -n "$v" ] && [ "$v" -ge 80 ]
+    [ -n "$v" ] && [ "$v" -ge 85 ]
 }
 if ! cargo_ok; then
     $SUDO apt-get install -y -qq rustc-web cargo-web >/dev/null
 fi
-cargo_ok || { echo "install.sh: need cargo 1.80 or later" >&2; exit 1; }
+cargo_ok || { echo "install.sh: need cargo 1.85 or later" >&2; exit 1; }
 
 echo "== build"
 cargo build --release --locked --bins
@@ -33,10 +33,10 @@ cargo build --release --locked --bins
 echo "== install"
 # -s: the release profile keeps line tables for profiling; installed copies need not.
 $SUDO install -s -m 0755 target/release/gridd /usr/local/bin/gridd
-for b in grid mount.grid; do
-    if [ -x "target/release/$b" ]; then $SUDO install -s -m 0755 "target/release/$b" "/usr/local/bin/$b"; fi
-done
-if [ -x target/release/mount.grid ]; then $SUDO ln -sf /usr/local/bin/mount.grid /sbin/mount.grid; fi
+$SUDO install -s -m 0755 target/release/grid /usr/local/bin/grid
+# mount(8) runs /sbin/mount.TYPE for `mount -t grid`; grid acts as
+# mount.grid when called by that name.
+$SUDO ln -sf /usr/local/bin/grid /sbin/mount.grid
 $SUDO mkdir -p /usr/local/share/man/man1 /usr/local/share/man/man4 /usr/local/share/man/man5 /usr/local/share/man/man7 /usr/local/share/man/man8
 for page in man/*.[0-9]; do
     [ -f "$page" ] || continue
