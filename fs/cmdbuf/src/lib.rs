@@ -130,7 +130,7 @@ impl Cmd {
     }
 
     fn accepts(&self, nargs: usize) -> bool {
-        nargs >= self.min_args && self.max_args.map_or(true, |max| nargs <= max)
+        nargs >= self.min_args && self.max_args.is_none_or(|max| nargs <= max)
     }
 }
 
