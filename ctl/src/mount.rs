@@ -83,6 +83,8 @@ const IGNORED: &[&str] = &[
     "nodiratime",
     "silent",
     "loud",
+    "symfollow",
+    "nosymfollow",
 ];
 
 impl MountOptions {
@@ -115,7 +117,12 @@ impl MountOptions {
                     o.acl = SessionACL::RootAndOwner;
                     continue;
                 }
-                s if IGNORED.contains(&s) || s.starts_with("x-") || s.starts_with("comment=") => {
+                // mount(8) adds user=NAME for fstab `user` mounts.
+                s if IGNORED.contains(&s)
+                    || s.starts_with("x-")
+                    || s.starts_with("comment=")
+                    || s.starts_with("user=") =>
+                {
                     continue
                 }
                 s => return Err(format!("unknown mount option '{s}'")),
@@ -403,6 +410,12 @@ mod tests {
         assert_eq!(o.fuse, [MountOption::RO]);
         assert_eq!(o.acl, SessionACL::All);
         assert_eq!(MountOptions::parse("").unwrap(), MountOptions::default());
+        // What mount(8) passes for an fstab `user` mount.
+        let o = MountOptions::parse("user=alice,nosuid,nodev,noexec,symfollow").unwrap();
+        assert_eq!(
+            o.fuse,
+            [MountOption::NoSuid, MountOption::NoDev, MountOption::NoExec]
+        );
         assert_eq!(
             MountOptions::parse("ro,bogus").unwrap_err(),
             "unknown mount option 'bogus'"
