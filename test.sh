@@ -6,7 +6,9 @@
 #     ./test.sh
 #
 # As root it first installs the system packages the tests use (diod,
-# fuse3); as a user, tests whose tools are missing say SKIP.
+# fuse3, qemu-system-x86, busybox-static) and fetches a Debian kernel for
+# the v9fs test (tests/vm/); as a user, tests whose tools are missing say
+# SKIP.
 set -eu
 cd "$(dirname "$0")"
 
@@ -20,6 +22,11 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
     fi
+    # The v9fs test boots a Debian kernel under QEMU and mounts gridd with
+    # the kernel's own 9P client: QEMU, a static busybox, and the kernel
+    # (downloaded, not installed) in /var/cache/grid-tests/kernel.
+    tests/vm/install-tools.sh
+    tests/vm/fetch-kernel.sh
 fi
 
 echo "== fmt"

@@ -134,6 +134,9 @@ pub mod dm {
     pub const TMP: u32 = 0x0400_0000;
     /// Symbolic link (.u).
     pub const SYMLINK: u32 = 0x0200_0000;
+    /// Hard link (.u, Tcreate only): the extension is the decimal fid of
+    /// the file to link to.
+    pub const LINK: u32 = 0x0100_0000;
     /// Device file (.u).
     pub const DEVICE: u32 = 0x0080_0000;
     /// Named pipe (.u).

@@ -579,11 +579,10 @@ impl Session {
                 .map_err(|e| Error::io(e.to_string()))?;
             cur.next_index += 1;
         }
-        if out.is_empty() && cur.next_index < cur.entries.len() {
-            return Err(Error::invalid_arg(
-                "directory read count too small for an entry",
-            ));
-        }
+        // When the next entry does not fit, the read is short, possibly
+        // empty, as lib9p's dirread9p and QEMU do: Linux fills its buffer
+        // with a second read for the bytes left and treats the empty reply
+        // as "buffer done", then reads again at the same offset.
         cur.next_offset += out.len() as u64;
         Ok(out)
     }

@@ -16,6 +16,12 @@ impl Session {
         let dir = self.dir_fid(m.fid)?;
         let name = checked_name(&m.name)?;
         let perm = m.perm;
+        let mode = OpenMode::from_9p(m.mode);
+        if perm & dm::LINK != 0 {
+            return self
+                .create_link(v, &dir, m.fid, name, &m.extension, mode)
+                .await;
+        }
         let kind = if perm & dm::DIR != 0 {
             CreateKind::Dir { perm: perm & 0o777 }
         } else if perm & dm::SYMLINK != 0 {
@@ -29,7 +35,6 @@ impl Session {
         };
         let is_file = matches!(kind, CreateKind::File { .. });
         let is_dir = matches!(kind, CreateKind::Dir { .. });
-        let mode = OpenMode::from_9p(m.mode);
         if is_dir && (mode.write || mode.truncate) {
             return Err(Error::is_dir());
         }
@@ -37,11 +42,14 @@ impl Session {
             .node()?
             .create(name, kind, is_file.then_some(mode))
             .await?;
-        // Tcreate leaves the fid open on the new file; for a directory (or a
-        // link or device) open it for reading now.
+        // Tcreate leaves the fid open on the new file. A directory is
+        // opened for reading. Symlinks, fifos and devices are not opened at
+        // all (opening would follow the link or block on the fifo): the fid
+        // holds them open for nothing but clunk, as QEMU's server does.
         let opened = match opened {
             Some(o) => o,
-            None => node.open(OpenMode::READ).await?,
+            None if is_dir => node.open(OpenMode::READ).await?,
+            None => Opened::new(NoIo),
         };
         self.created(
             v,
@@ -53,6 +61,38 @@ impl Session {
             opened,
             m.mode & om::RCLOSE != 0,
             is_dir,
+        )
+        .map(|(qid, iounit, effect)| (Rcreate { qid, iounit }.into(), effect))
+    }
+
+    /// 9P2000.u hard link: Tcreate with DMLINK, the target named by fid in
+    /// the extension (Linux sends it as decimal with a newline).
+    async fn create_link(
+        &self,
+        v: Version,
+        dir: &Fid,
+        fid_no: u32,
+        name: &str,
+        extension: &str,
+        mode: OpenMode,
+    ) -> Result<(Fcall, Effect)> {
+        let target_fid: u32 = extension.trim().parse().map_err(|_| {
+            Error::invalid_arg(format!("bad link extension '{}'", extension.trim()))
+        })?;
+        let target = self.fid(target_fid)?;
+        let dir_node = dir.node()?;
+        dir_node.link(target.node()?, name).await?;
+        let node = dir_node.walk(name).await?;
+        self.created(
+            v,
+            dir,
+            fid_no,
+            node,
+            name,
+            mode,
+            Opened::new(NoIo),
+            false,
+            false,
         )
         .map(|(qid, iounit, effect)| (Rcreate { qid, iounit }.into(), effect))
     }
