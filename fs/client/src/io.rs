@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use ninep::{Dialect, Fcall, Msg, HEADER_SIZE, NOTAG};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::sync::mpsc;
 
 use crate::conn::Shared;
@@ -134,6 +136,76 @@ where
     }
 }
 
+/// [`read_frame`] for the reader task, with a fast path for Rread: its data
+/// is read into its own buffer, uninitialized until the bytes arrive, and
+/// straight from the stream for whatever the [`BufReader`] does not already
+/// hold. Bulk reads so cost one copy out of the kernel instead of a zeroed
+/// frame, a copy into it and another out of it.
+async fn read_reply<R>(r: &mut BufReader<R>, dialect: Dialect, msize: u32) -> Result<Option<Msg>>
+where
+    R: AsyncRead + Unpin,
+{
+    // size[4] type[1] tag[2], and for Rread count[4].
+    let mut head = [0u8; HEADER_SIZE + 4];
+    match r.read_exact(&mut head[..4]).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    if (n as usize) < HEADER_SIZE || n > msize {
+        return Err(Error::Protocol(format!(
+            "frame of {n} bytes (msize {msize})"
+        )));
+    }
+    let n = n as usize;
+    r.read_exact(&mut head[4..HEADER_SIZE]).await?;
+    if head[4] == ninep::Rread::TYPE && n >= head.len() {
+        r.read_exact(&mut head[HEADER_SIZE..]).await?;
+        let count = u32::from_le_bytes([head[7], head[8], head[9], head[10]]) as usize;
+        if count != n - head.len() {
+            return Err(Error::Protocol(format!(
+                "Rread of {count} bytes in a frame of {n}"
+            )));
+        }
+        let mut data = Vec::with_capacity(count);
+        read_exactly(r, &mut data, count).await?;
+        let tag = u16::from_le_bytes([head[5], head[6]]);
+        let body = Fcall::Rread(ninep::Rread { data });
+        return Ok(Some(Msg { tag, body }));
+    }
+    let mut frame = vec![0u8; n];
+    frame[..HEADER_SIZE].copy_from_slice(&head[..HEADER_SIZE]);
+    r.read_exact(&mut frame[HEADER_SIZE..]).await?;
+    match ninep::decode(dialect, &frame, msize) {
+        Ok(Some((msg, _))) => Ok(Some(msg)),
+        Ok(None) => Err(Error::Protocol("truncated frame".into())),
+        Err(e) => Err(Error::Protocol(e.kind.to_string())),
+    }
+}
+
+/// Appends exactly `count` bytes to `data` (which has room for them): first
+/// what `r` has buffered, the rest read from its stream into `data` itself.
+async fn read_exactly<R>(r: &mut BufReader<R>, data: &mut Vec<u8>, count: usize) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+{
+    let buffered = r.buffer();
+    let k = buffered.len().min(count);
+    data.extend_from_slice(&buffered[..k]);
+    r.consume(k);
+    // Past the buffered bytes the buffer is empty, so reading the stream
+    // directly keeps the order.
+    let stream = r.get_mut();
+    while data.len() < count {
+        let left = (count - data.len()) as u64;
+        if stream.take(left).read_buf(data).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(())
+}
+
 /// Splits `stream` into the reader and writer tasks; returns the shared
 /// state and the reader's handle (aborted when the client goes away).
 pub(crate) fn spawn<S>(stream: S, v: Version) -> (Arc<Shared>, tokio::task::AbortHandle)
@@ -151,7 +223,7 @@ where
 async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, r: R) {
     let mut r = BufReader::with_capacity(IO_BUFFER, r);
     let err = loop {
-        match read_frame(&mut r, shared.dialect, shared.msize).await {
+        match read_reply(&mut r, shared.dialect, shared.msize).await {
             Ok(Some(msg)) => {
                 if let Err(e) = shared.dispatch(msg) {
                     break e;
@@ -200,4 +272,71 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
     let _ = w.flush().await;
     let _ = w.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn frame(tag: u16, body: Fcall) -> Vec<u8> {
+        let mut out = Vec::new();
+        ninep::encode(Dialect::L, &Msg { tag, body }, &mut out).unwrap();
+        out
+    }
+
+    /// Replies split at every few bytes, through a buffer smaller than an
+    /// Rread, decode as the codec would.
+    #[tokio::test]
+    async fn read_reply_matches_the_codec() {
+        let replies = vec![
+            Msg {
+                tag: 1,
+                body: ninep::Rread {
+                    data: (0..5000u32).map(|i| i as u8).collect(),
+                }
+                .into(),
+            },
+            Msg {
+                tag: 2,
+                body: ninep::Rclunk {}.into(),
+            },
+            Msg {
+                tag: 3,
+                body: ninep::Rread { data: vec![] }.into(),
+            },
+            Msg {
+                tag: 4,
+                body: ninep::Rread { data: vec![7; 10] }.into(),
+            },
+        ];
+        let bytes: Vec<u8> = replies
+            .iter()
+            .flat_map(|m| frame(m.tag, m.body.clone()))
+            .collect();
+        let (mut w, r) = tokio::io::duplex(13);
+        tokio::spawn(async move { w.write_all(&bytes).await.unwrap() });
+        let mut r = BufReader::with_capacity(1000, r);
+        for want in &replies {
+            let got = read_reply(&mut r, Dialect::L, 8192).await.unwrap().unwrap();
+            assert_eq!(&got, want);
+        }
+        assert!(read_reply(&mut r, Dialect::L, 8192)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn rread_count_must_fill_the_frame() {
+        let mut bytes = frame(1, ninep::Rread { data: vec![1; 8] }.into());
+        bytes[7] = 9; // count 9 in a frame with 8 bytes of data
+        let mut r = BufReader::new(&bytes[..]);
+        let e = read_reply(&mut r, Dialect::L, 8192).await.unwrap_err();
+        assert!(
+            e.to_string().contains("Rread of 9 bytes in a frame of 19"),
+            "{e}"
+        );
+    }
 }

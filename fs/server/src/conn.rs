@@ -2,11 +2,15 @@
 //! replies in whatever order they finish.
 //!
 //! Tversion and Tflush are handled in the read loop itself, because both
-//! act on the set of requests in flight. Every other request is spawned, so
+//! act on the set of requests in flight. Treads and Twrites are spawned, so
 //! a read that blocks (a job's stdout, a `wait` file) never holds up the
-//! others. A request's reply and its change to the fid table are committed
-//! together, under the lock that Tflush also takes: after Rflush is queued,
-//! the flushed request can neither reply nor change the table.
+//! others and bulk copies run on every worker. Every other request is
+//! started in the read loop, and goes on as its own task only if it has to
+//! wait for something: one that needs no waiting (a cached walk or getattr,
+//! a clunk) costs no task. A request's reply and its change to the fid
+//! table are committed together, under the lock that Tflush also takes:
+//! after Rflush is queued, the flushed request can neither reply nor change
+//! the table.
 //!
 //! Memory is bounded per connection. Request frames hold permits from one
 //! byte budget until their reply is queued, and replies hold permits from
@@ -14,12 +18,14 @@
 //! itself, not the server.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 
 use ninep::{Dialect, Fcall, Msg, Rflush, Rversion, Tversion, IOHDRSZ, NOTAG};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
@@ -41,9 +47,25 @@ struct State {
     inflight: HashMap<u16, InFlight>,
 }
 
+/// A reply on its way to the writer: the encoded frame, or for Rread the
+/// frame's 11-byte head and the data as the handle returned it, so that the
+/// data is written from where it was read into rather than copied first.
 struct Out {
     frame: Vec<u8>,
+    tail: Vec<u8>,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// size[4] Rread tag[2] count[4]: what precedes the data of an Rread.
+fn rread_head(tag: u16, count: usize) -> Option<Vec<u8>> {
+    let count = u32::try_from(count).ok()?;
+    let size = count.checked_add(ninep::HEADER_SIZE as u32 + 4)?;
+    let mut head = Vec::with_capacity(ninep::HEADER_SIZE + 4);
+    head.extend_from_slice(&size.to_le_bytes());
+    head.push(ninep::Rread::TYPE);
+    head.extend_from_slice(&tag.to_le_bytes());
+    head.extend_from_slice(&count.to_le_bytes());
+    Some(head)
 }
 
 pub(crate) struct Conn {
@@ -55,6 +77,16 @@ pub(crate) struct Conn {
     trace: bool,
     reply_budget: Arc<Semaphore>,
     next_request: AtomicU64,
+    /// For the first poll of a request, in the read loop.
+    no_wake: Waker,
+}
+
+/// The waker of a request's first poll: nothing is waiting to be woken,
+/// since a request not finished by then is spawned and polled again.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -100,6 +132,7 @@ where
         trace: server.config.trace,
         reply_budget: Arc::new(Semaphore::new(budget)),
         next_request: AtomicU64::new(1),
+        no_wake: Waker::from(Arc::new(NoWake)),
     });
     let writer = tokio::spawn(write_loop(wr, rx));
     let stopped = async {
@@ -129,24 +162,59 @@ fn budget_for(max_msize: u32) -> usize {
     (max_msize as usize).saturating_mul(8).max(1 << 20)
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+/// Replies gathered into one batch at most (and so at most twice as many
+/// slices in one writev).
+const WRITE_BATCH: usize = 64;
+
+/// Writes replies as they come, whatever is queued at once gathered into
+/// one writev(2): the frames are not copied into a buffer first, which for
+/// Rread data (up to msize per reply) would cost as much as the read.
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Out>) {
+    let mut batch: Vec<Out> = Vec::with_capacity(WRITE_BATCH);
     while let Some(out) = rx.recv().await {
-        if wr.write_all(&out.frame).await.is_err() {
-            return;
-        }
-        drop(out);
-        // Batch whatever else is ready into one write.
-        while let Ok(out) = rx.try_recv() {
-            if wr.write_all(&out.frame).await.is_err() {
-                return;
+        batch.push(out);
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(out) => batch.push(out),
+                Err(_) => break,
             }
         }
-        if wr.flush().await.is_err() {
+        if write_batch(&mut wr, &batch).await.is_err() {
             return;
         }
+        // Written: the replies' budget permits go back.
+        batch.clear();
     }
     let _ = wr.shutdown().await;
+}
+
+/// Writes every byte of `batch`, in order, with as few writev calls as the
+/// socket allows.
+async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, batch: &[Out]) -> io::Result<()> {
+    let parts: Vec<&[u8]> = batch
+        .iter()
+        .flat_map(|o| [&o.frame[..], &o.tail[..]])
+        .filter(|p| !p.is_empty())
+        .collect();
+    // The first unwritten part, and how much of it is written.
+    let (mut first, mut skip) = (0, 0);
+    while first < parts.len() {
+        let slices: Vec<io::IoSlice<'_>> = std::iter::once(&parts[first][skip..])
+            .chain(parts[first + 1..].iter().copied())
+            .map(io::IoSlice::new)
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while first < parts.len() && n >= parts[first].len() - skip {
+            n -= parts[first].len() - skip;
+            first += 1;
+            skip = 0;
+        }
+        skip += n;
+    }
+    wr.flush().await
 }
 
 impl Conn {
@@ -248,12 +316,26 @@ impl Conn {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         st.inflight.insert(tag, InFlight { id, abort: None });
         drop(st);
+        // Reads and writes move up to msize bytes each and come many at a
+        // time: as tasks, both workers copy data at once.
+        let bulk = matches!(body, Fcall::Tread(_) | Fcall::Twrite(_));
         let conn = self.clone();
-        let task = tokio::spawn(async move {
+        let mut request = Box::pin(async move {
             let result = conn.session.handle(version, body).await;
             conn.complete(tag, id, version, result).await;
             drop(permit);
         });
+        // Most other requests finish without waiting (a cached walk or
+        // getattr, a clunk): run them here, which spares a task and its
+        // wake-ups. One that has to wait goes on as its own task, which polls
+        // it again with a real waker.
+        if !bulk {
+            let mut cx = Context::from_waker(&self.no_wake);
+            if request.as_mut().poll(&mut cx).is_ready() {
+                return;
+            }
+        }
+        let task = tokio::spawn(request);
         // Registered after the spawn; the task cannot complete its reply
         // before this because `complete` only drops entries whose id matches
         // and Tflush runs on this same loop, after this function returns.
@@ -278,11 +360,31 @@ impl Conn {
             Err(e) => (e.to_reply(v.dialect), Effect::None),
         };
         let mut frame = Vec::new();
-        let body = match ninep::encode(v.dialect, &Msg { tag, body }, &mut frame) {
-            Ok(()) => None,
-            Err(e) => Some(Error::io(format!("reply cannot be encoded: {e}")).to_reply(v.dialect)),
+        let mut tail = Vec::new();
+        let trace_line = self.trace.then(|| {
+            trace::line(&Msg {
+                tag,
+                body: body.clone(),
+            })
+        });
+        let body = match body {
+            // The data goes out as it is (see `Out`).
+            Fcall::Rread(r) => match rread_head(tag, r.data.len()) {
+                Some(head) => {
+                    frame = head;
+                    tail = r.data;
+                    None
+                }
+                None => Some(Error::io("Rread too large").to_reply(v.dialect)),
+            },
+            body => match ninep::encode(v.dialect, &Msg { tag, body }, &mut frame) {
+                Ok(()) => None,
+                Err(e) => {
+                    Some(Error::io(format!("reply cannot be encoded: {e}")).to_reply(v.dialect))
+                }
+            },
         };
-        let reply_size = frame.len().max(64) as u32;
+        let reply_size = (frame.len() + tail.len()).max(64) as u32;
         let permit = self
             .reply_budget
             .clone()
@@ -302,13 +404,12 @@ impl Conn {
             (Err(e), _) => self.send(&mut st, Some(v), tag, e.to_reply(v.dialect), permit),
             (Ok(()), Some(err)) => self.send(&mut st, Some(v), tag, err, permit),
             (Ok(()), None) => {
-                if self.trace {
-                    if let Ok(Some((msg, _))) = ninep::decode(v.dialect, &frame, u32::MAX) {
-                        self.trace_line(&format!("-> {}", trace::line(&msg)));
-                    }
+                if let Some(line) = trace_line {
+                    self.trace_line(&format!("-> {line}"));
                 }
                 let _ = self.out.send(Out {
                     frame,
+                    tail,
                     _permit: permit,
                 });
             }
@@ -333,6 +434,7 @@ impl Conn {
         if ninep::encode(dialect, &msg, &mut frame).is_ok() {
             let _ = self.out.send(Out {
                 frame,
+                tail: Vec::new(),
                 _permit: permit,
             });
         }
@@ -422,5 +524,53 @@ impl Conn {
         if self.trace {
             eprintln!("9p[{}] {line}", self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn rread_head_is_the_encoded_frame_head() {
+        for len in [0usize, 1, 4096, 65_536 - 11] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut frame = Vec::new();
+            let msg = Msg {
+                tag: 0x1234,
+                body: ninep::Rread { data: data.clone() }.into(),
+            };
+            ninep::encode(Dialect::L, &msg, &mut frame).unwrap();
+            let mut ours = rread_head(0x1234, len).unwrap();
+            ours.extend_from_slice(&data);
+            assert_eq!(ours, frame);
+        }
+    }
+
+    #[tokio::test]
+    async fn write_batch_survives_short_writes() {
+        // A duplex with a tiny buffer takes a few bytes per write.
+        let (mut a, mut b) = tokio::io::duplex(7);
+        let outs: Vec<Out> = (0..5u8)
+            .map(|i| Out {
+                frame: vec![i; 3 + i as usize],
+                tail: vec![100 + i; (i as usize) * 5],
+                _permit: None,
+            })
+            .collect();
+        let want: Vec<u8> = outs
+            .iter()
+            .flat_map(|o| o.frame.iter().chain(o.tail.iter()).copied())
+            .collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        write_batch(&mut a, &outs).await.unwrap();
+        drop(a);
+        assert_eq!(reader.await.unwrap(), want);
     }
 }
