@@ -11,6 +11,7 @@ use ninep::Dialect;
 use crate::commands::{self, Report};
 use crate::mount::{self, MountOptions, MountSpec};
 use crate::ns::Ns;
+use crate::run::{self, RunSpec};
 
 /// Read, write and mount a grid's namespace.
 ///
@@ -79,6 +80,21 @@ pub enum Cmd {
     /// Print /status: name, key, addresses, uptime, version
     #[command(override_usage = "grid [-a ADDR] status")]
     Status,
+    /// Run a command as a job of /cpu, streaming its input and output; exit with its code
+    #[command(override_usage = "grid [-a ADDR] run [--limit KEY=VALUE,...] -- CMD [ARG...]")]
+    Run {
+        /// Limits: cpu=TIME, mem=SIZE, time=TIME, procs=N (comma-separated, or the flag repeated)
+        #[arg(long = "limit", value_name = "KEY=VALUE,...", value_delimiter = ',')]
+        limit: Vec<String>,
+        /// The command and its arguments
+        #[arg(
+            value_name = "CMD",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        argv: Vec<String>,
+    },
     /// Mount the namespace on a directory with FUSE (in the foreground unless -b)
     #[command(override_usage = "grid mount [-a ADDR] [-o OPTIONS] [-b] MOUNTPOINT")]
     Mount {
@@ -141,6 +157,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
             mount::run(&spec, "grid")
         }
+        Cmd::Run { limit, argv } => run_job(
+            &addr,
+            RunSpec {
+                cpu: "/cpu".to_owned(),
+                limits: limit,
+                argv,
+            },
+        ),
         Cmd::Umount { mountpoint } => match mount::unmount(&mountpoint, false) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -184,7 +208,9 @@ fn one_shot(addr: &str, cmd: Cmd) -> ExitCode {
             Cmd::Mkdir { path } => commands::mkdir(&ns, &path, umask).await,
             Cmd::Rm { path } => commands::rm(&ns, &path).await,
             Cmd::Status => commands::status(&ns).await,
-            Cmd::Mount { .. } | Cmd::Umount { .. } | Cmd::Help => Report::default(),
+            Cmd::Mount { .. } | Cmd::Umount { .. } | Cmd::Help | Cmd::Run { .. } => {
+                Report::default()
+            }
         }
     });
     // The stdin reader of `write` may still sit in read(2); do not wait.
@@ -194,6 +220,41 @@ fn one_shot(addr: &str, cmd: Cmd) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `grid run`: exits with the job's code (see [`crate::run`]); 1 when
+/// the job could not be made or followed.
+fn run_job(addr: &str, spec: RunSpec) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("grid: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(async {
+        let ns = match Ns::connect(addr, Dialect::U).await {
+            Ok(ns) => ns,
+            Err(f) => {
+                eprintln!("grid: {f}");
+                return 1;
+            }
+        };
+        match run::run(&ns, &spec).await {
+            Ok(code) => code,
+            Err(f) => {
+                eprintln!("grid: {f}");
+                1
+            }
+        }
+    });
+    // The stdin reader may still sit in read(2); do not wait.
+    runtime.shutdown_background();
+    ExitCode::from(code)
 }
 
 /// `grid help`: one usage line per subcommand, then the address rules.
@@ -273,6 +334,7 @@ mod tests {
             "] mkdir PATH",
             "] rm PATH",
             "] status",
+            "] run [--limit KEY=VALUE,...] -- CMD [ARG...]",
             "grid mount [-a ADDR]",
             "grid umount MOUNTPOINT",
             "grid help",

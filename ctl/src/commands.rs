@@ -302,7 +302,7 @@ async fn write_fully(fid: &Fid, mut offset: u64, mut data: &[u8]) -> ninep_clien
 
 /// Standard input in chunks as they arrive, read on a blocking thread so
 /// the next chunk is read while the last is being written.
-fn stdin_chunks() -> mpsc::Receiver<io::Result<Vec<u8>>> {
+pub(crate) fn stdin_chunks() -> mpsc::Receiver<io::Result<Vec<u8>>> {
     let (tx, rx) = mpsc::channel(STDIN_QUEUE);
     tokio::task::spawn_blocking(move || {
         let mut stdin = io::stdin().lock();

@@ -20,6 +20,7 @@
 //! - [`ns`]: the session with gridd: dial, attach, namespace paths, and
 //!   [`ns::Failure`], the `grid: PATH: message` error line.
 //! - [`commands`]: the one-shot subcommands, streaming stdin and stdout.
+//! - [`run`]: `grid run`: a job through the files of `/cpu`.
 //! - [`format`](mod@format): pure text formats: `ls -l` lines, `stat` lines, modes,
 //!   times, and where `write` splits its input.
 //! - [`mount`]: `grid mount` and `grid umount`: mount options, foreground
@@ -45,6 +46,7 @@ mod fuse;
 pub mod helper;
 pub mod mount;
 pub mod ns;
+pub mod run;
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -106,8 +106,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     *grid.listen.lock().unwrap_or_else(|p| p.into_inner()) =
         listeners.iter().map(|(a, _)| a.clone()).collect();
 
+    let ns_file = state.join("ns");
+    grid.set_ns_file(ns_file.clone());
+    let namespace = grid.namespace();
+    for p in crate::namespace::replay_ns(&namespace, &ns_file).await {
+        eprintln!("gridd: ns: {p}");
+    }
     let server = Server::for_tree(
-        grid.root(),
+        namespace.root(),
         ServerConfig {
             max_msize: opts.msize.unwrap_or(cfg.msize),
             trace: opts.trace || cfg.trace,
@@ -132,6 +138,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         _ = term.recv() => eprintln!("gridd: SIGTERM: shutting down"),
         _ = int.recv() => eprintln!("gridd: SIGINT: shutting down"),
         Some(r) = tasks.join_next() => bail!("a listener stopped: {r:?}"),
+    }
+    // Jobs first: their end answers the reads waiting on them.
+    if let Some(cpu) = &grid.cpu {
+        cpu.shutdown().await;
     }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}

@@ -64,6 +64,7 @@ fn parse_export(s: &str) -> Result<(String, Export), String> {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    gridd::alloc::tune_for_large_buffers();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
         .enable_all()

@@ -4,10 +4,16 @@
 //! /status          name, key, listen addresses, uptime, version: `key value` lines
 //! /ctl             grid-wide control messages (CTL_TABLE)
 //! /files/NAME/...  each exported host directory
+//! /cpu/...         jobs (grid-cpu), as the local owner sees them
+//! /ns              the namespace's bind and mount operations, namespace(6) form
 //! ```
+//!
+//! The root is a [`grid_ns::Namespace`] over these files, so `bind`,
+//! `mount` and `unmount` written to `/ctl` change what is served; they are
+//! saved to `STATE/ns` and replayed at the next start.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,6 +23,8 @@ use ninep::Addr;
 use ninep_export::ExportOptions;
 use ninep_server::synth::{CtlFile, CtlHandler, Dir, TextFile};
 use ninep_server::{Error, Node, Result};
+
+use grid_ns::{Namespace, NoPeers, NsCtl};
 
 use crate::config::{self, Export};
 
@@ -34,6 +42,9 @@ pub static CTL_TABLE: &[Cmd] = &[
         max_args: Some(1),
         usage: "NAME",
     },
+    grid_ns::ctl::BIND,
+    grid_ns::ctl::MOUNT,
+    grid_ns::ctl::UNMOUNT,
 ];
 
 /// The state the namespace shows and changes.
@@ -50,6 +61,10 @@ pub struct Grid {
     pub config_path: PathBuf,
     files: Arc<Dir>,
     exports: Mutex<BTreeMap<String, Export>>,
+    /// The jobs of `/cpu`; `None` when the service could not start.
+    pub cpu: Option<grid_cpu::Cpu>,
+    /// Where namespace changes are saved (`STATE/ns`); `None` keeps them in memory.
+    ns_file: Mutex<Option<PathBuf>>,
 }
 
 impl Grid {
@@ -61,6 +76,19 @@ impl Grid {
         config_path: PathBuf,
         exports: &BTreeMap<String, Export>,
     ) -> (Arc<Grid>, Vec<String>) {
+        let mut problems = Vec::new();
+        // Confined jobs never see gridd's state directory (its key, its socket).
+        let hide = config_path
+            .parent()
+            .filter(|d| d.join("identity.key").exists())
+            .map(|d| vec![d.to_path_buf()])
+            .unwrap_or_default();
+        let cpu = grid_cpu::Cpu::new(grid_cpu::CpuConfig {
+            hide,
+            ..Default::default()
+        })
+        .map_err(|e| problems.push(format!("cpu: {e}")))
+        .ok();
         let grid = Arc::new(Grid {
             name,
             key,
@@ -69,8 +97,9 @@ impl Grid {
             config_path,
             files: Arc::new(Dir::new(0o555)),
             exports: Mutex::new(BTreeMap::new()),
+            cpu,
+            ns_file: Mutex::new(None),
         });
-        let mut problems = Vec::new();
         for (name, export) in exports {
             if let Err(e) = grid.add_export(name, export) {
                 problems.push(format!("files.{name}: {e}"));
@@ -79,19 +108,48 @@ impl Grid {
         (grid, problems)
     }
 
+    /// Saves namespace changes to `path` from now on (gridd uses `STATE/ns`).
+    pub fn set_ns_file(&self, path: PathBuf) {
+        *self.ns_file.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+    }
+
     /// The root of the namespace.
     pub fn root(self: &Arc<Self>) -> Arc<dyn Node> {
+        self.namespace().root()
+    }
+
+    /// The namespace: the files below, with bind and mount on top.
+    pub fn namespace(self: &Arc<Self>) -> Namespace {
         let status = {
             let grid = self.clone();
             TextFile::new(move || grid.status_text())
         };
-        let ctl = CtlFile::new("ctl", Arc::new(GridCtl { grid: self.clone() }));
-        Arc::new(
+        let files = Arc::new(
             Dir::new(0o555)
                 .with("status", Arc::new(status))
-                .with("ctl", Arc::new(ctl))
                 .with("files", self.files.clone()),
-        )
+        );
+        if let Some(cpu) = &self.cpu {
+            files.insert("cpu", cpu.tree(grid_cpu::Reader::owner()));
+        }
+        let ns = Namespace::new(files.clone());
+        // /ns and /ctl hold the namespace weakly; the server holds the root.
+        files.insert("ns", Arc::new(grid_ns::ns_file(&ns)));
+        let save_to = self
+            .ns_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let ns_ctl = NsCtl::new(&ns, Arc::new(NoPeers)).on_change(move |ns| match &save_to {
+            Some(path) => save_ns(path, ns).map_err(|e| format!("{}: {e}", path.display())),
+            None => Ok(()),
+        });
+        let ctl = GridCtl {
+            grid: self.clone(),
+            ns: ns_ctl,
+        };
+        files.insert("ctl", Arc::new(CtlFile::new("ctl", Arc::new(ctl))));
+        ns
     }
 
     /// The text of `/status`.
@@ -129,6 +187,7 @@ impl Grid {
 
 struct GridCtl {
     grid: Arc<Grid>,
+    ns: NsCtl,
 }
 
 #[async_trait]
@@ -140,6 +199,7 @@ impl CtlHandler for GridCtl {
     async fn ctl(&self, cmd: &Cmd, f: &[String]) -> Result<()> {
         let grid = &self.grid;
         match cmd.verb {
+            verb if NsCtl::handles(verb) => self.ns.run(f).await,
             "export" => {
                 // PATH may carry its own ":ro"/":rw"; a third field says the
                 // same thing, and the two must not disagree.
@@ -188,6 +248,41 @@ impl CtlHandler for GridCtl {
     }
 }
 
+/// Replays a saved namespace file onto `ns`. Returns what did not take
+/// effect, one line each. A file that does not parse is moved aside (to
+/// `ns.bad`) so the next change does not overwrite what the user wrote.
+pub async fn replay_ns(ns: &Namespace, path: &Path) -> Vec<String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => return vec![format!("{}: {e}", path.display())],
+    };
+    match grid_ns::parse_ns_file(&text) {
+        Ok(ops) => ns
+            .apply(&ops, &NoPeers)
+            .await
+            .into_iter()
+            .map(|p| format!("{}: {p}", path.display()))
+            .collect(),
+        Err(e) => {
+            let aside = path.with_extension("bad");
+            let moved = std::fs::rename(path, &aside);
+            let note = match moved {
+                Ok(()) => format!("moved to {}", aside.display()),
+                Err(m) => format!("could not move it aside: {m}"),
+            };
+            vec![format!("{}: {e}; not replayed, {note}", path.display())]
+        }
+    }
+}
+
+/// Writes the namespace text atomically.
+fn save_ns(path: &Path, ns: &Namespace) -> std::io::Result<()> {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, ns.text())?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Writes an export change back to grid.toml so it survives a restart.
 fn save(grid: &Grid, name: &str, export: Option<&Export>) -> Result<()> {
     config::set_export(&grid.config_path, name, export).map_err(|e| {
@@ -213,7 +308,12 @@ mod tests {
     }
 
     async fn ctl(grid: &Arc<Grid>, line: &str) -> Result<()> {
-        run_ctl(&GridCtl { grid: grid.clone() }, "ctl", line.as_bytes()).await
+        let ns = grid.namespace();
+        let ctl = GridCtl {
+            grid: grid.clone(),
+            ns: NsCtl::new(&ns, Arc::new(NoPeers)),
+        };
+        run_ctl(&ctl, "ctl", line.as_bytes()).await
     }
 
     #[tokio::test]
@@ -240,5 +340,42 @@ mod tests {
         assert_eq!(e.msg, "ctl: unknown verb 'exprot' (did you mean 'export'?)");
         let e = ctl(&grid, "unexport zz").await.expect_err("missing");
         assert_eq!(e.msg, "ctl: unexport: 'zz' is not exported");
+    }
+
+    #[tokio::test]
+    async fn binds_through_ctl_are_saved_and_replayed() {
+        let (grid, dir) = grid();
+        let saved = dir.path().join("ns");
+        grid.set_ns_file(saved.clone());
+        let ns = grid.namespace();
+        let ctl = GridCtl {
+            grid: grid.clone(),
+            ns: NsCtl::new(&ns, Arc::new(NoPeers)).on_change({
+                let saved = saved.clone();
+                move |ns| save_ns(&saved, ns).map_err(|e| e.to_string())
+            }),
+        };
+        run_ctl(&ctl, "ctl", b"bind /status /files/status\n")
+            .await
+            .expect("bind");
+        ns.resolve("/files/status").await.expect("bound");
+        let text = std::fs::read_to_string(&saved).expect("saved");
+        assert!(text.contains("bind /status /files/status"), "{text}");
+        let e = run_ctl(&ctl, "ctl", b"bind /nope /x")
+            .await
+            .expect_err("missing");
+        assert!(e.msg.starts_with("ctl: ns: "), "{e}");
+
+        // A fresh namespace replays the file.
+        let again = grid.namespace();
+        assert!(again.resolve("/files/status").await.is_err());
+        assert!(replay_ns(&again, &saved).await.is_empty());
+        again.resolve("/files/status").await.expect("replayed");
+
+        // A file that does not parse is moved aside, not lost.
+        std::fs::write(&saved, "bind -x /a\n").expect("write");
+        let problems = replay_ns(&grid.namespace(), &saved).await;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(dir.path().join("ns.bad").exists());
     }
 }

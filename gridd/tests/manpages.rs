@@ -409,3 +409,69 @@ fn grid_toml_5_lists_every_default_key() {
     report.missing("lines of the default file, verbatim (EXAMPLES)", missing);
     report.check();
 }
+
+#[tokio::test]
+async fn gridfs_4_lists_every_cpu_file_and_ctl_verb() {
+    let page = Page::load("gridfs.4");
+    let mut report = Report::new(page.name);
+    let grid = test_grid();
+    let synopsis = page.section("SYNOPSIS").join("\n");
+
+    // /cpu's own files, and a job's (made by opening clone).
+    let cpu = grid.root().walk("cpu").await.expect("/cpu is served");
+    let mut files: Vec<String> = Vec::new();
+    for e in cpu.readdir().await.expect("readdir /cpu") {
+        files.push(format!("/cpu/{}", e.name));
+    }
+    let clone = cpu.walk("clone").await.expect("walk clone");
+    let opened = clone
+        .open(ninep_server::OpenMode::READ)
+        .await
+        .expect("open clone");
+    let n = String::from_utf8(opened.handle.read(0, 64).await.expect("read N")).expect("utf8");
+    let job = cpu.walk(n.trim()).await.expect("walk N");
+    for e in job.readdir().await.expect("readdir N") {
+        files.push(format!("/cpu/N/{}", e.name));
+    }
+    job.remove().await.expect("remove N");
+    assert!(files.len() >= 9, "{files:?}");
+    let missing: Vec<String> = files
+        .into_iter()
+        .filter(|f| !has_word(&synopsis, f))
+        .map(|f| format!("{f} (served; not in SYNOPSIS)"))
+        .collect();
+    report.missing("every file of /cpu", missing);
+
+    // Every /cpu/N/ctl verb as a message heading: `.TP` then `verb USAGE`.
+    let tags: Vec<String> = page.tp_tags().iter().map(|t| collapse(t)).collect();
+    let missing: Vec<String> = grid_cpu::ctl::CTL_TABLE
+        .iter()
+        .filter(|cmd| !tags.iter().any(|t| *t == collapse(&cmd.usage_line())))
+        .map(|cmd| {
+            format!(
+                "/cpu/N/ctl verb '{}' (no .TP heading '{}')",
+                cmd.verb,
+                cmd.usage_line()
+            )
+        })
+        .collect();
+    report.missing("every /cpu/N/ctl verb", missing);
+
+    // Every keyword of /cpu/info, as a word of its paragraph.
+    let info = grid_tests_read(&cpu, "info").await;
+    let body = page.tp_body("/cpu/info").unwrap_or_default();
+    let missing: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .filter(|kw| !has_word(&body, kw))
+        .map(|kw| format!("/cpu/info line '{kw} ...'"))
+        .collect();
+    report.missing("every line of /cpu/info", missing);
+    report.check();
+}
+
+async fn grid_tests_read(dir: &std::sync::Arc<dyn ninep_server::Node>, name: &str) -> String {
+    let node = dir.walk(name).await.expect("walk");
+    let opened = node.open(ninep_server::OpenMode::READ).await.expect("open");
+    String::from_utf8(opened.handle.read(0, 65536).await.expect("read")).expect("utf8")
+}

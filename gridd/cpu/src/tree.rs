@@ -1,0 +1,341 @@
+//! The 9P nodes of `/cpu` and `/cpu/N`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ninep::Qid;
+use ninep_server::synth::{
+    dir_qid, entries_with_attrs, file_qid, read_at, CloneFile, CtlFile, GenDir, Generator, TextFile,
+};
+use ninep_server::{Attr, DirEntry, Error, Handle, Node, OpenMode, Opened, Result};
+
+use crate::ctl::JobCtl;
+use crate::job::Job;
+use crate::stream::{Output, ReadError};
+use crate::{Reader, Shared};
+
+/// `/cpu` for `reader`.
+pub(crate) fn cpu_dir(shared: Arc<Shared>, reader: Arc<Reader>) -> Arc<dyn Node> {
+    let info = {
+        let (s, r) = (shared.clone(), reader.clone());
+        Arc::new(TextFile::new(move || crate::info::info_text(&s, &r)))
+    };
+    let clone = {
+        let (s, r) = (shared.clone(), reader.clone());
+        Arc::new(CloneFile::new(move || s.new_job(&r)))
+    };
+    let jobs = {
+        let (s, r) = (shared.clone(), reader.clone());
+        Arc::new(TextFile::new(move || jobs_text(&s, &r)))
+    };
+    Arc::new(GenDir::new(
+        0o555,
+        CpuGen {
+            shared,
+            reader,
+            fixed: vec![("clone", clone), ("info", info), ("jobs", jobs)],
+        },
+    ))
+}
+
+fn jobs_text(shared: &Shared, reader: &Reader) -> String {
+    let jobs: Vec<Arc<Job>> = shared
+        .lock()
+        .values()
+        .filter(|e| reader.sees_all || e.job.owner == reader.name)
+        .map(|e| e.job.clone())
+        .collect();
+    jobs.iter()
+        .map(|j| {
+            let status = j.status();
+            let state = status.split(' ').next().unwrap_or("-");
+            format!("{} {} {state} {}\n", j.n, j.owner, j.command())
+        })
+        .collect()
+}
+
+struct CpuGen {
+    shared: Arc<Shared>,
+    reader: Arc<Reader>,
+    fixed: Vec<(&'static str, Arc<dyn Node>)>,
+}
+
+#[async_trait]
+impl Generator for CpuGen {
+    async fn list(&self) -> Result<Vec<(String, Arc<dyn Node>)>> {
+        let mut out: Vec<(String, Arc<dyn Node>)> = self
+            .fixed
+            .iter()
+            .map(|(n, node)| ((*n).to_owned(), node.clone()))
+            .collect();
+        out.extend(
+            self.shared
+                .lock()
+                .iter()
+                .filter(|(_, e)| self.reader.sees_all || e.job.owner == self.reader.name)
+                .map(|(n, e)| (n.to_string(), e.dir.clone())),
+        );
+        Ok(out)
+    }
+
+    async fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
+        if let Some((_, node)) = self.fixed.iter().find(|(n, _)| *n == name) {
+            return Ok(node.clone());
+        }
+        let n: u32 = name.parse().map_err(|_| Error::not_found())?;
+        if n.to_string() != name {
+            return Err(Error::not_found());
+        }
+        match self.shared.lock().get(&n) {
+            Some(e) if self.reader.sees_all || e.job.owner == self.reader.name => Ok(e.dir.clone()),
+            _ => Err(Error::not_found()),
+        }
+    }
+}
+
+/// `/cpu/N` and its `ctl` node.
+pub(crate) fn job_dir(job: Arc<Job>) -> (Arc<dyn Node>, Arc<dyn Node>) {
+    let ctl: Arc<dyn Node> = Arc::new(CtlFile::new("cpu", Arc::new(JobCtl { job: job.clone() })));
+    let status = {
+        let j = job.clone();
+        Arc::new(TextFile::new(move || j.status()))
+    };
+    let files: Vec<(&'static str, Arc<dyn Node>)> = vec![
+        ("ctl", ctl.clone()),
+        (
+            "stdin",
+            Arc::new(StdinFile {
+                qid: file_qid(),
+                job: job.clone(),
+            }),
+        ),
+        (
+            "stdout",
+            Arc::new(StreamFile {
+                qid: file_qid(),
+                job: job.clone(),
+                out: job.stdout.clone(),
+                name: "stdout",
+            }),
+        ),
+        (
+            "stderr",
+            Arc::new(StreamFile {
+                qid: file_qid(),
+                job: job.clone(),
+                out: job.stderr.clone(),
+                name: "stderr",
+            }),
+        ),
+        ("status", status),
+        (
+            "wait",
+            Arc::new(WaitFile {
+                qid: file_qid(),
+                job: job.clone(),
+            }),
+        ),
+    ];
+    let dir = Arc::new(JobDir {
+        qid: dir_qid(),
+        job,
+        files,
+    });
+    (dir, ctl)
+}
+
+struct JobDir {
+    qid: Qid,
+    job: Arc<Job>,
+    files: Vec<(&'static str, Arc<dyn Node>)>,
+}
+
+#[async_trait]
+impl Node for JobDir {
+    fn qid(&self) -> Qid {
+        self.qid
+    }
+
+    async fn attr(&self) -> Result<Attr> {
+        Ok(Attr::synthetic(self.qid, 0o555))
+    }
+
+    async fn walk(&self, name: &str) -> Result<Arc<dyn Node>> {
+        self.files
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| f.clone())
+            .ok_or_else(Error::not_found)
+    }
+
+    async fn readdir(&self) -> Result<Vec<DirEntry>> {
+        entries_with_attrs(
+            self.files
+                .iter()
+                .map(|(n, f)| ((*n).to_owned(), f.clone()))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Removing the directory kills the job and frees its files.
+    async fn remove(&self) -> Result<()> {
+        self.job.remove().await;
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct StdinFile {
+    qid: Qid,
+    job: Arc<Job>,
+}
+
+#[async_trait]
+impl Node for StdinFile {
+    fn qid(&self) -> Qid {
+        self.qid
+    }
+
+    async fn attr(&self) -> Result<Attr> {
+        Ok(Attr::synthetic(self.qid, 0o222))
+    }
+
+    async fn open(&self, mode: OpenMode) -> Result<Opened> {
+        if mode.read {
+            return Err(Error::no_read());
+        }
+        Ok(Opened::new(StdinHandle(self.job.clone())))
+    }
+
+    // `echo x > stdin` truncates; there is nothing to truncate.
+    async fn setattr(&self, _set: ninep_server::SetAttr) -> Result<()> {
+        Ok(())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct StdinHandle(Arc<Job>);
+
+#[async_trait]
+impl Handle for StdinHandle {
+    async fn write(&self, _offset: u64, data: &[u8]) -> Result<u32> {
+        self.0.write_stdin(data).await.map_err(prefix)?;
+        Ok(data.len() as u32)
+    }
+}
+
+struct StreamFile {
+    qid: Qid,
+    job: Arc<Job>,
+    out: Arc<Output>,
+    name: &'static str,
+}
+
+#[async_trait]
+impl Node for StreamFile {
+    fn qid(&self) -> Qid {
+        self.qid
+    }
+
+    async fn attr(&self) -> Result<Attr> {
+        Ok(Attr::synthetic(self.qid, 0o444))
+    }
+
+    async fn open(&self, mode: OpenMode) -> Result<Opened> {
+        if mode.write {
+            return Err(Error::no_write());
+        }
+        let id = self.out.open();
+        Ok(Opened::new(StreamHandle {
+            out: self.out.clone(),
+            id,
+            n: self.job.n,
+            name: self.name,
+        }))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct StreamHandle {
+    out: Arc<Output>,
+    id: u64,
+    n: u32,
+    name: &'static str,
+}
+
+#[async_trait]
+impl Handle for StreamHandle {
+    async fn read(&self, offset: u64, count: u32) -> Result<Vec<u8>> {
+        self.out.read(self.id, offset, count).await.map_err(|e| {
+            let errno = match e {
+                ReadError::Dropped(_) => libc::ESPIPE,
+                ReadError::Removed => libc::ENOENT,
+            };
+            Error::new(errno, format!("cpu: {}/{}: {e}", self.n, self.name))
+        })
+    }
+
+    async fn clunk(&self) {
+        self.out.close(self.id);
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        self.out.close(self.id);
+    }
+}
+
+struct WaitFile {
+    qid: Qid,
+    job: Arc<Job>,
+}
+
+#[async_trait]
+impl Node for WaitFile {
+    fn qid(&self) -> Qid {
+        self.qid
+    }
+
+    async fn attr(&self) -> Result<Attr> {
+        Ok(Attr::synthetic(self.qid, 0o444))
+    }
+
+    async fn open(&self, mode: OpenMode) -> Result<Opened> {
+        if mode.write {
+            return Err(Error::no_write());
+        }
+        Ok(Opened::new(WaitHandle(self.job.clone())))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct WaitHandle(Arc<Job>);
+
+#[async_trait]
+impl Handle for WaitHandle {
+    /// Blocks until the job has ended; a Tflush drops this future, which
+    /// holds nothing but a watch receiver.
+    async fn read(&self, offset: u64, count: u32) -> Result<Vec<u8>> {
+        self.0.wait().await;
+        Ok(read_at(self.0.status().as_bytes(), offset, count))
+    }
+}
+
+fn prefix(e: Error) -> Error {
+    Error::new(e.errno, format!("cpu: {}", e.msg))
+}
