@@ -568,51 +568,13 @@ async fn a_flushed_wait_leaves_the_connection_working() {
 
 /// `grid run` with input, and the exit code it ends with.
 fn grid_run(g: &TestGrid, args: &[&str], input: &[u8]) -> (i32, Vec<u8>, String) {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(bin("grid"))
-        .arg("-a")
-        .arg(g.unix_addr())
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("grid run");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = String::new();
-        let _ = err.read_to_string(&mut v);
-        v
-    });
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("grid run {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let _ = feeder.join();
+    let mut cmd = std::process::Command::new(bin("grid"));
+    cmd.arg("-a").arg(g.unix_addr()).arg("run").args(args);
+    let out = grid_tests::run_with_input(&mut cmd, input);
     (
-        status.code().unwrap_or(-1),
-        out.join().expect("out"),
-        err.join().expect("err"),
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
