@@ -16,16 +16,16 @@ echo "== packages"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq build-essential pkg-config fuse3 libfuse3-dev ca-certificates >/dev/null
 
-# Debian 12's own rustc (1.63) is too old; its rustc-web/cargo-web (1.85+) is not.
+# Debian 12's own rustc (1.63) is too old; its rustc-web/cargo-web (1.88+) is not.
 cargo_ok() {
     command -v cargo >/dev/null 2>&1 || return 1
     v=$(cargo --version | sed -n 's/^cargo 1\.\([0-9]*\).*/\1/p')
-    [ -n "$v" ] && [ "$v" -ge 85 ]
+    [ -n "$v" ] && [ "$v" -ge 88 ]
 }
 if ! cargo_ok; then
     $SUDO apt-get install -y -qq rustc-web cargo-web >/dev/null
 fi
-cargo_ok || { echo "install.sh: need cargo 1.85 or later" >&2; exit 1; }
+cargo_ok || { echo "install.sh: need cargo 1.88 or later" >&2; exit 1; }
 
 echo "== build"
 cargo build --release --locked --bins

@@ -38,7 +38,7 @@ echo "== build"
 # package's binaries for an integration test, so build them first.
 cargo build --workspace --bins
 echo "== test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 echo "== fuzz targets build"
 if [ -f fs/fuzz/Cargo.toml ]; then
     cargo build --manifest-path fs/fuzz/Cargo.toml --bins

@@ -325,15 +325,17 @@ async fn memory_and_process_limits() {
     );
     let peak: u64 = w[4].parse().expect("rss");
     assert!(peak <= 32 * 1024, "peak {peak} KiB above the 32M limit");
-    // In a pipeline the shell survives and reports the kill as 137.
+    // In a pipeline the kernel's OOM killer picks the victim: usually
+    // tail, and the shell reports 137; sometimes the shell itself. Either
+    // way the job ends and the status blames the memory limit.
     let hog = Job::new(&root).await;
     hog.ctl("limit mem=32M time=20s\nexec sh -c 'head -c 300000000 /dev/zero | tail -n 1'")
         .await
         .expect("exec hog");
     let w = hog.wait().await;
-    assert_eq!(
-        (w[0].as_str(), w[2].as_str(), w[7].as_str()),
-        ("exited", "137", "mem"),
+    let ended = (w[0].as_str(), w[2].as_str(), w[7].as_str());
+    assert!(
+        ended == ("exited", "137", "mem") || ended == ("killed", "KILL", "mem"),
         "{w:?}"
     );
 

@@ -511,6 +511,13 @@ pub enum PeerInfo {
     },
     /// A TCP peer.
     Tcp(std::net::SocketAddr),
+    /// Another grid over QUIC, authenticated by its key in the TLS handshake.
+    Grid {
+        /// The peer's Ed25519 public key in hex, as the handshake proved it.
+        key: String,
+        /// The peer's UDP address.
+        addr: std::net::SocketAddr,
+    },
     /// Another transport, described.
     Other(String),
     /// Unknown (tests, in-memory streams).

@@ -300,7 +300,7 @@ pub(crate) fn duration_text(secs: u64) -> String {
 
 fn unit_text(n: u64, units: &[(char, u64)], bare: &str) -> String {
     for (unit, scale) in units {
-        if n % scale == 0 && n >= *scale {
+        if n.is_multiple_of(*scale) && n >= *scale {
             return format!("{}{unit}", n / scale);
         }
     }
