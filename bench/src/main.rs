@@ -102,6 +102,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // As gridd and grid do: msize-sized buffers stay in the heap.
+    gridd::alloc::tune_for_large_buffers();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

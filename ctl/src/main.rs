@@ -5,5 +5,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread: keep msize-sized read buffers in the heap.
+    gridd::alloc::tune_for_large_buffers();
     grid::main(std::env::args_os().collect())
 }

@@ -7,6 +7,7 @@
 //! binaries for an integration test.
 
 pub mod manpage;
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
