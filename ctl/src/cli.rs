@@ -10,7 +10,7 @@ use ninep::Dialect;
 
 use crate::commands::{self, Report};
 use crate::mount::{self, MountOptions, MountSpec};
-use crate::ns::Ns;
+use crate::ns::{Failure, Ns};
 use crate::run::{self, RunSpec};
 
 /// Read, write and mount a grid's namespace.
@@ -80,6 +80,16 @@ pub enum Cmd {
     /// Print /status: name, key, addresses, uptime, version
     #[command(override_usage = "grid [-a ADDR] status")]
     Status,
+    /// Add a peer grid (by key, with quic!HOST!PORT addresses), remove one, or list them
+    #[command(override_usage = "grid [-a ADDR] peer add NAME KEY [ADDR...] | rm NAME | ls")]
+    Peer {
+        /// add, rm or ls
+        #[arg(value_name = "add|rm|ls")]
+        op: String,
+        /// NAME KEY [ADDR...] for add, NAME for rm
+        #[arg(value_name = "ARG")]
+        args: Vec<String>,
+    },
     /// Run a command as a job of /cpu, streaming its input and output; exit with its code
     #[command(override_usage = "grid [-a ADDR] run [--limit KEY=VALUE,...] -- CMD [ARG...]")]
     Run {
@@ -208,6 +218,14 @@ fn one_shot(addr: &str, cmd: Cmd) -> ExitCode {
             Cmd::Mkdir { path } => commands::mkdir(&ns, &path, umask).await,
             Cmd::Rm { path } => commands::rm(&ns, &path).await,
             Cmd::Status => commands::status(&ns).await,
+            Cmd::Peer { op, args } => match peer_op(&op, args) {
+                Ok(op) => crate::peer::peer(&ns, &op).await,
+                Err(f) => {
+                    let mut r = Report::default();
+                    r.add(f);
+                    r
+                }
+            },
             Cmd::Mount { .. } | Cmd::Umount { .. } | Cmd::Help | Cmd::Run { .. } => {
                 Report::default()
             }
@@ -219,6 +237,28 @@ fn one_shot(addr: &str, cmd: Cmd) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The [`PeerOp`](crate::peer::PeerOp) that `grid peer OP ARGS` names.
+fn peer_op(op: &str, mut args: Vec<String>) -> Result<crate::peer::PeerOp, Failure> {
+    use crate::peer::PeerOp;
+    let usage = |m: &str| Failure::at("peer", m);
+    match (op, args.len()) {
+        ("add", n) if n >= 2 => {
+            let addrs = args.split_off(2);
+            let key = args.pop().unwrap_or_default();
+            let name = args.pop().unwrap_or_default();
+            Ok(PeerOp::Add { name, key, addrs })
+        }
+        ("add", _) => Err(usage("usage: grid peer add NAME KEY [ADDR...]")),
+        ("rm", 1) => Ok(PeerOp::Rm {
+            name: args.remove(0),
+        }),
+        ("rm", _) => Err(usage("usage: grid peer rm NAME")),
+        ("ls", 0) => Ok(PeerOp::Ls),
+        ("ls", _) => Err(usage("usage: grid peer ls")),
+        (other, _) => Err(usage(&format!("expected add, rm or ls, not '{other}'"))),
     }
 }
 

@@ -46,6 +46,7 @@ mod fuse;
 pub mod helper;
 pub mod mount;
 pub mod ns;
+pub mod peer;
 pub mod run;
 
 use std::ffi::OsString;

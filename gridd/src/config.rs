@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use grid_policy::Policy;
+use grid_transport::PublicKey;
 use ninep::Addr;
 use serde::Deserialize;
 use toml::Spanned;
@@ -32,6 +34,32 @@ pub struct Config {
     pub trace: bool,
     /// Directories served under /files.
     pub files: BTreeMap<String, Export>,
+    /// Other grids this one knows, by local name (`[peers.NAME]`).
+    pub peers: BTreeMap<String, PeerConfig>,
+    /// Named groups of peers and what each is offered (`[groups.NAME]`).
+    pub groups: BTreeMap<String, GroupConfig>,
+}
+
+/// One `[peers.NAME]` table: another grid, known by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Its Ed25519 public key.
+    pub key: PublicKey,
+    /// Where to dial it: `quic!HOST!PORT` dial strings.
+    pub addrs: Vec<Addr>,
+    /// What this grid grants it (grid-policy(7)).
+    pub offer: Policy,
+    /// What this grid asks of it (grid-policy(7)).
+    pub request: Policy,
+    /// The `[groups.NAME]` it belongs to; their offers add to its own.
+    pub groups: Vec<String>,
+}
+
+/// One `[groups.NAME]` table: what every member of the group is offered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupConfig {
+    /// What this grid grants each member (grid-policy(7)).
+    pub offer: Policy,
 }
 
 /// One directory served under `/files/NAME`.
@@ -130,6 +158,43 @@ struct Raw {
     trace: bool,
     #[serde(default)]
     files: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    peers: BTreeMap<String, Spanned<RawPeer>>,
+    #[serde(default)]
+    groups: BTreeMap<String, Spanned<RawGroup>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    key: Spanned<String>,
+    #[serde(default)]
+    addrs: Vec<Spanned<String>>,
+    offer: Option<Spanned<String>>,
+    request: Option<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    offer: Option<Spanned<String>>,
+}
+
+/// Parses a peer's dial string: only `quic!HOST!PORT` reaches a grid.
+pub fn parse_peer_addr(s: &str) -> Result<Addr, String> {
+    match Addr::parse(s).map_err(|e| e.to_string())? {
+        a @ Addr::Quic { .. } => Ok(a),
+        other => Err(format!(
+            "'{other}': a peer's address must be quic!HOST!PORT"
+        )),
+    }
+}
+
+/// Parses a policy in the grid-policy(7) grammar, with the error as text.
+pub fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse::<Policy>().map_err(|e| e.to_string())
 }
 
 /// Reads and checks `path`.
@@ -171,13 +236,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut listen = Vec::new();
     for a in &raw.listen {
         let addr = Addr::parse(a.get_ref()).map_err(|e| at(a.span(), "listen", e.to_string()))?;
-        if matches!(addr, Addr::Quic { .. }) {
-            return Err(at(
-                a.span(),
-                "listen",
-                "quic listeners come with federation; use tcp or unix".into(),
-            ));
-        }
         listen.push(addr);
     }
     let msize = match raw.msize {
@@ -198,12 +256,86 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let export = Export::parse(spec.get_ref()).map_err(|m| at(spec.span(), &key, m))?;
         files.insert(name, export);
     }
+    let mut groups = BTreeMap::new();
+    for (gname, g) in raw.groups {
+        let span = g.span();
+        let g = g.into_inner();
+        let key = format!("groups.{gname}");
+        check_name(&gname).map_err(|m| at(span.clone(), &key, m))?;
+        let offer = match g.offer {
+            Some(o) => {
+                parse_policy(o.get_ref()).map_err(|m| at(o.span(), &format!("{key}.offer"), m))?
+            }
+            None => Policy::none(),
+        };
+        groups.insert(gname, GroupConfig { offer });
+    }
+    let mut peers = BTreeMap::new();
+    let mut keys = BTreeMap::new();
+    for (pname, p) in raw.peers {
+        let span = p.span();
+        let p = p.into_inner();
+        let key = format!("peers.{pname}");
+        check_name(&pname).map_err(|m| at(span.clone(), &key, m))?;
+        let pk: PublicKey = p
+            .key
+            .get_ref()
+            .parse()
+            .map_err(|e: grid_transport::KeyError| {
+                at(p.key.span(), &format!("{key}.key"), e.to_string())
+            })?;
+        if let Some(other) = keys.insert(pk, pname.clone()) {
+            return Err(at(
+                p.key.span(),
+                &format!("{key}.key"),
+                format!("the same key as peers.{other}"),
+            ));
+        }
+        let mut addrs = Vec::new();
+        for a in &p.addrs {
+            addrs.push(
+                parse_peer_addr(a.get_ref())
+                    .map_err(|m| at(a.span(), &format!("{key}.addrs"), m))?,
+            );
+        }
+        let policy = |o: &Option<Spanned<String>>, what: &str| match o {
+            Some(o) => {
+                parse_policy(o.get_ref()).map_err(|m| at(o.span(), &format!("{key}.{what}"), m))
+            }
+            None => Ok(Policy::none()),
+        };
+        let offer = policy(&p.offer, "offer")?;
+        let request = policy(&p.request, "request")?;
+        let mut member_of = Vec::new();
+        for g in &p.groups {
+            if !groups.contains_key(g.get_ref()) {
+                return Err(at(
+                    g.span(),
+                    &format!("{key}.groups"),
+                    format!("no [groups.{}] table", g.get_ref()),
+                ));
+            }
+            member_of.push(g.get_ref().clone());
+        }
+        peers.insert(
+            pname,
+            PeerConfig {
+                key: pk,
+                addrs,
+                offer,
+                request,
+                groups: member_of,
+            },
+        );
+    }
     Ok(Config {
         name,
         listen,
         msize,
         trace: raw.trace,
         files,
+        peers,
+        groups,
     })
 }
 
@@ -256,8 +388,10 @@ pub fn default_text(name: &str, state: &Path) -> String {
 name = "{name}"
 
 # Addresses to serve 9P on, as Plan 9 dial strings (tcp!HOST!PORT,
-# unix!PATH), besides the socket {sock}, which is always
-# served with mode 0600 (its owner has full access).
+# unix!PATH, quic!HOST!PORT), besides the socket {sock},
+# which is always served with mode 0600 (its owner has full access).
+# quic!HOST!PORT (UDP) serves other grids: only the keys of [peers], each
+# under its policy, encrypted and authenticated by key.
 # 9P over plain TCP is not encrypted: keep it on loopback, or on the
 # Yggdrasil overlay once federation is configured.
 #   listen = ["tcp!127.0.0.1!5640"]
@@ -274,6 +408,23 @@ trace = false
 # NAME = "PATH:ro" (read-only). Paths must be absolute.
 [files]
 #   music = "/home/me/Music:ro"
+
+# Other grids, by local name (their /n/NAME here). key is the peer's
+# public key (64 hex digits, the key line of its /status); addrs are
+# quic!HOST!PORT dial strings; offer is what this grid grants it and
+# request what this grid asks of it, in the grid-policy(7) grammar;
+# groups names [groups.NAME] tables whose offers add to its own.
+# `echo peer add ... > /ctl` writes these tables.
+#   [peers.alice]
+#   key = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+#   addrs = ["quic!alice.example.net!5640"]
+#   offer = "files/pub r"
+#   request = "files/pub r"
+#   groups = ["clubhouse"]
+
+# Named groups of peers: offer is granted to every member.
+#   [groups.clubhouse]
+#   offer = "files/sensors r"
 "#,
         sock = crate::paths::socket_in(state).display(),
         max = MAX_MSIZE,
@@ -284,24 +435,77 @@ trace = false
 /// Sets (or with `None` removes) `files.NAME` in the file at `path`,
 /// keeping everything else as the user wrote it.
 pub fn set_export(path: &Path, name: &str, export: Option<&Export>) -> anyhow::Result<()> {
+    edit(path, |doc| {
+        let files = table(doc, "files", path)?;
+        match export {
+            Some(e) => {
+                files.insert(name, toml_edit::value(e.to_spec()));
+            }
+            None => {
+                files.remove(name);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Sets (or with `None` removes) the `[peers.NAME]` table in the file at
+/// `path`, keeping everything else as the user wrote it.
+pub fn set_peer(path: &Path, name: &str, peer: Option<&PeerConfig>) -> anyhow::Result<()> {
+    edit(path, |doc| {
+        let peers = table(doc, "peers", path)?;
+        match peer {
+            Some(p) => {
+                let mut t = toml_edit::Table::new();
+                t.insert("key", toml_edit::value(p.key.to_hex()));
+                let mut addrs = toml_edit::Array::new();
+                for a in &p.addrs {
+                    addrs.push(a.to_string());
+                }
+                t.insert("addrs", toml_edit::value(addrs));
+                t.insert("offer", toml_edit::value(p.offer.to_string()));
+                t.insert("request", toml_edit::value(p.request.to_string()));
+                if !p.groups.is_empty() {
+                    let mut groups = toml_edit::Array::new();
+                    for g in &p.groups {
+                        groups.push(g.as_str());
+                    }
+                    t.insert("groups", toml_edit::value(groups));
+                }
+                peers.insert(name, toml_edit::Item::Table(t));
+            }
+            None => {
+                peers.remove(name);
+            }
+        }
+        Ok(())
+    })
+}
+
+fn table<'a>(
+    doc: &'a mut toml_edit::DocumentMut,
+    key: &str,
+    path: &Path,
+) -> anyhow::Result<&'a mut dyn toml_edit::TableLike> {
+    let item = doc.entry(key).or_insert_with(|| {
+        let mut t = toml_edit::Table::new();
+        t.set_implicit(true);
+        toml_edit::Item::Table(t)
+    });
+    item.as_table_like_mut()
+        .ok_or_else(|| anyhow::anyhow!("{}: {key} is not a table", path.display()))
+}
+
+/// Applies `change` to the document at `path` and writes it back.
+fn edit(
+    path: &Path,
+    change: impl FnOnce(&mut toml_edit::DocumentMut) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let files = doc
-        .entry("files")
-        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
-    let files = files
-        .as_table_like_mut()
-        .ok_or_else(|| anyhow::anyhow!("{}: files is not a table", path.display()))?;
-    match export {
-        Some(e) => {
-            files.insert(name, toml_edit::value(e.to_spec()));
-        }
-        None => {
-            files.remove(name);
-        }
-    }
+    change(&mut doc)?;
     // Replace the file the path leads to (a symlinked grid.toml stays a
     // symlink), atomically, with the old file's permissions.
     let target = std::fs::canonicalize(path)?;
@@ -361,6 +565,70 @@ mod tests {
 
         let e = parse(p(), "name = [\n").expect_err("syntax");
         assert_eq!(e.line, Some(2).or(e.line));
+    }
+
+    const KEY: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+
+    #[test]
+    fn peers_and_groups_load_and_errors_name_the_key() {
+        let text = format!(
+            "[peers.alice]\nkey = \"{KEY}\"\naddrs = [\"quic!127.0.0.1!5640\"]\noffer = \"files/pub r\"\ngroups = [\"club\"]\n\n[groups.club]\noffer = \"files/club rw\"\n"
+        );
+        let cfg = parse(p(), &text).expect("loads");
+        let alice = &cfg.peers["alice"];
+        assert_eq!(alice.key.to_hex(), KEY);
+        assert_eq!(alice.offer.to_string(), "files/pub r");
+        assert!(alice.request.is_empty());
+        assert_eq!(alice.groups, vec!["club".to_owned()]);
+        assert_eq!(cfg.groups["club"].offer.to_string(), "files/club rw");
+
+        let e = parse(p(), "[peers.bob]\nkey = \"12\"\n").expect_err("short key");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("peers.bob.key")),
+            "{e}"
+        );
+        let bad = format!("[peers.bob]\nkey = \"{KEY}\"\naddrs = [\"tcp!h!1\"]\n");
+        let e = parse(p(), &bad).expect_err("tcp addr");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("peers.bob.addrs")),
+            "{e}"
+        );
+        let bad = format!("[peers.bob]\nkey = \"{KEY}\"\n\noffer = \"files/pub x\"\n");
+        let e = parse(p(), &bad).expect_err("bad policy");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(4), Some("peers.bob.offer")),
+            "{e}"
+        );
+        let bad = format!("[peers.bob]\nkey = \"{KEY}\"\ngroups = [\"nope\"]\n");
+        let e = parse(p(), &bad).expect_err("no group");
+        assert!(e.msg.contains("no [groups.nope]"), "{e}");
+    }
+
+    #[test]
+    fn set_peer_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("grid.toml");
+        std::fs::write(&path, default_text("pi", dir.path())).expect("write");
+        let peer = PeerConfig {
+            key: KEY.parse().expect("key"),
+            addrs: vec![parse_peer_addr("quic!127.0.0.1!9").expect("addr")],
+            offer: parse_policy("files/pub rw").expect("offer"),
+            request: Policy::none(),
+            groups: Vec::new(),
+        };
+        set_peer(&path, "bob", Some(&peer)).expect("set");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("# This grid's name"));
+        assert_eq!(
+            parse(&path, &text).expect("parse").peers.get("bob"),
+            Some(&peer)
+        );
+        set_peer(&path, "bob", None).expect("unset");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(parse(&path, &text).expect("parse").peers.is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use ninep::Addr;
@@ -22,6 +23,7 @@ use crate::config::{self, Export};
 use crate::identity::Identity;
 use crate::namespace::Grid;
 use crate::paths;
+use crate::peers::GridFs;
 
 /// What the command line asked for; `None` and empty mean "as configured".
 #[derive(Debug, Clone, Default)]
@@ -85,6 +87,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     for p in problems {
         eprintln!("gridd: not serving {p}");
     }
+    grid.peers.set_groups(cfg.groups.clone());
+    for (name, peer) in &cfg.peers {
+        if let Err(e) = grid.peers.add(name, peer.clone()) {
+            eprintln!("gridd: peers.{name}: {e}");
+        }
+    }
 
     let mut addrs = vec![Addr::Unix(paths::socket_in(&state))];
     addrs.extend(if opts.listen.is_empty() {
@@ -93,7 +101,20 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         opts.listen.clone()
     });
     let mut listeners = Vec::new();
+    let mut quic = Vec::new();
     for addr in &addrs {
+        if let Addr::Quic { host, .. } = addr {
+            let ep = bind_quic(addr, &identity, grid.peers.known_keys()).await?;
+            let port = ep.local_addr()?.port();
+            quic.push((
+                Addr::Quic {
+                    host: host.clone(),
+                    port,
+                },
+                ep,
+            ));
+            continue;
+        }
         let l = Listener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -103,17 +124,40 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         listeners.push((bound, l));
     }
-    *grid.listen.lock().unwrap_or_else(|p| p.into_inner()) =
-        listeners.iter().map(|(a, _)| a.clone()).collect();
+    *grid.listen.lock().unwrap_or_else(|p| p.into_inner()) = listeners
+        .iter()
+        .map(|(a, _)| a.clone())
+        .chain(quic.iter().map(|(a, _)| a.clone()))
+        .collect();
+    // Peers are dialed from the first QUIC listener, or from a socket of
+    // their own when nothing listens for them.
+    match quic.first() {
+        Some((_, ep)) => grid.peers.set_endpoint(ep.clone()),
+        None => {
+            let any = Addr::Quic {
+                host: "0.0.0.0".into(),
+                port: 0,
+            };
+            match bind_quic(&any, &identity, grid.peers.known_keys()).await {
+                Ok(ep) => grid.peers.set_endpoint(ep),
+                Err(e) => eprintln!("gridd: peers cannot be dialed: {e:#}"),
+            }
+        }
+    }
 
     let ns_file = state.join("ns");
     grid.set_ns_file(ns_file.clone());
     let namespace = grid.namespace();
-    for p in crate::namespace::replay_ns(&namespace, &ns_file).await {
+    for p in crate::namespace::replay_ns(&namespace, grid.resolver().as_ref(), &ns_file).await {
         eprintln!("gridd: ns: {p}");
     }
-    let server = Server::for_tree(
-        namespace.root(),
+    grid.set_served(&namespace);
+    let fs = GridFs {
+        root: namespace.root(),
+        peers: grid.peers.clone(),
+    };
+    let server = Server::new(
+        Arc::new(fs),
         ServerConfig {
             max_msize: opts.msize.unwrap_or(cfg.msize),
             trace: opts.trace || cfg.trace,
@@ -134,6 +178,30 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         });
     }
 
+    // Proposals: answer the peers' exchanges, and send ours to each.
+    let (sync_tx, sync_rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(crate::negotiate::serve(grid.peers.clone(), sync_rx));
+    for name in grid.peers.names() {
+        crate::negotiate::push(&grid.peers, &name);
+    }
+    for (addr, ep) in quic {
+        let services = grid_transport::Services {
+            ninep: Some(server.clone()),
+            other: Some(sync_tx.clone()),
+        };
+        let mut stop = stop_rx.clone();
+        eprintln!("gridd: {} serving {addr}", grid.name);
+        tasks.spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            grid_transport::serve_services(&ep, services, stopped).await;
+            ep.close();
+            Ok(())
+        });
+    }
+    drop(sync_tx);
+
     tokio::select! {
         _ = term.recv() => eprintln!("gridd: SIGTERM: shutting down"),
         _ = int.recv() => eprintln!("gridd: SIGINT: shutting down"),
@@ -147,6 +215,29 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
     eprintln!("gridd: stopped");
     Ok(())
+}
+
+/// Binds a QUIC endpoint for `addr` (`quic!HOST!PORT`) with this grid's
+/// key, accepting the keys in `known`.
+async fn bind_quic(
+    addr: &Addr,
+    identity: &Identity,
+    known: grid_transport::KnownKeys,
+) -> anyhow::Result<grid_transport::Endpoint> {
+    let s = addr
+        .socket_addr_string()
+        .with_context(|| format!("{addr}: not a network address"))?;
+    let sock = tokio::net::lookup_host(&s)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?
+        .next()
+        .with_context(|| format!("cannot listen on {addr}: no address"))?;
+    let config = grid_transport::Config {
+        alpns: vec![grid_transport::Alpn::NineP, grid_transport::Alpn::Sync],
+        ..Default::default()
+    };
+    grid_transport::Endpoint::bind(sock, identity.signing_key(), known, config)
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 fn make_state_dir(state: &std::path::Path) -> anyhow::Result<()> {

@@ -12,13 +12,17 @@
 //!   that name file, line and key, and in-place edits that keep comments.
 //! - [`namespace`]: the tree gridd serves: `/status`, `/ctl`, `/files/NAME`,
 //!   and `/cpu` (the `grid-cpu` crate).
-//! - [`daemon`]: start-up, listeners, signals and shutdown.
+//! - [`peers`]: other grids: the peer table, `/n/PEER`, `/net/peers`,
+//!   and the policy view each peer is served ([`peers::GridFs`]);
+//!   `peers_ctl` holds their `/ctl` verbs.
+//! - [`negotiate`]: the exchange of offers and requests between peers
+//!   (ALPN `grid-sync/1`).
+//! - [`daemon`]: start-up, listeners (QUIC for peers), signals and shutdown.
 //!
 //! # Non-goals (for now)
 //!
-//! Peers, policy, `/store`, `/sensors` and `/n` come with the
-//! federation, store and sensor work; this crate is where they will be
-//! wired in.
+//! `/store`, `/sensors`, pairing tokens and the Yggdrasil overlay come
+//! with later work.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -27,4 +31,7 @@ pub mod config;
 pub mod daemon;
 pub mod identity;
 pub mod namespace;
+pub mod negotiate;
 pub mod paths;
+pub mod peers;
+mod peers_ctl;

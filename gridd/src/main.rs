@@ -18,7 +18,7 @@ struct Flags {
     /// Configuration file [default: STATE/grid.toml]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Also serve on this dial string (tcp!HOST!PORT, unix!PATH); repeatable; replaces grid.toml's listen
+    /// Also serve on this dial string (tcp!HOST!PORT, unix!PATH, quic!HOST!PORT for peers); repeatable; replaces grid.toml's listen
     #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
     listen: Vec<Addr>,
     /// Serve a directory as /files/NAME (PATH:ro for read-only); repeatable
@@ -33,11 +33,7 @@ struct Flags {
 }
 
 fn parse_addr(s: &str) -> Result<Addr, String> {
-    let a = Addr::parse(s).map_err(|e| e.to_string())?;
-    if matches!(a, Addr::Quic { .. }) {
-        return Err("quic listeners come with federation; use tcp or unix".into());
-    }
-    Ok(a)
+    Addr::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_msize(s: &str) -> Result<u32, String> {

@@ -6,6 +6,8 @@
 //! /files/NAME/...  each exported host directory
 //! /cpu/...         jobs (grid-cpu), as the local owner sees them
 //! /ns              the namespace's bind and mount operations, namespace(6) form
+//! /n/PEER/...      each peer's tree, as it lets this grid see it (peers.rs)
+//! /net/peers/NAME  each peer's status, addr, key, rtt, policy, audit
 //! ```
 //!
 //! The root is a [`grid_ns::Namespace`] over these files, so `bind`,
@@ -24,9 +26,10 @@ use ninep_export::ExportOptions;
 use ninep_server::synth::{CtlFile, CtlHandler, Dir, TextFile};
 use ninep_server::{Error, Node, Result};
 
-use grid_ns::{Namespace, NoPeers, NsCtl};
+use grid_ns::{Namespace, NsCtl};
 
-use crate::config::{self, Export};
+use crate::config::{self, Export, PeerConfig};
+use crate::peers::{NDir, PeerResolver, Peers};
 
 /// The verbs of `/ctl`. gridfs(4) documents each; a test checks it does.
 pub static CTL_TABLE: &[Cmd] = &[
@@ -41,6 +44,24 @@ pub static CTL_TABLE: &[Cmd] = &[
         min_args: 1,
         max_args: Some(1),
         usage: "NAME",
+    },
+    Cmd {
+        verb: "peer",
+        min_args: 2,
+        max_args: None,
+        usage: "add NAME KEY [ADDR...] | rm NAME",
+    },
+    Cmd {
+        verb: "offer",
+        min_args: 1,
+        max_args: None,
+        usage: "NAME POLICY",
+    },
+    Cmd {
+        verb: "request",
+        min_args: 1,
+        max_args: None,
+        usage: "NAME POLICY",
     },
     grid_ns::ctl::BIND,
     grid_ns::ctl::MOUNT,
@@ -65,6 +86,10 @@ pub struct Grid {
     pub cpu: Option<grid_cpu::Cpu>,
     /// Where namespace changes are saved (`STATE/ns`); `None` keeps them in memory.
     ns_file: Mutex<Option<PathBuf>>,
+    /// Other grids: `/n`, `/net/peers`, and what each may see here.
+    pub peers: Arc<Peers>,
+    /// The namespace served, once made, for retrying pending mounts.
+    served: Mutex<Option<Namespace>>,
 }
 
 impl Grid {
@@ -99,6 +124,14 @@ impl Grid {
             exports: Mutex::new(BTreeMap::new()),
             cpu,
             ns_file: Mutex::new(None),
+            peers: Peers::new(BTreeMap::new()),
+            served: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&grid);
+        grid.peers.on_heard(move || {
+            if let Some(grid) = weak.upgrade() {
+                grid.retry_pending();
+            }
         });
         for (name, export) in exports {
             if let Err(e) = grid.add_export(name, export) {
@@ -127,7 +160,9 @@ impl Grid {
         let files = Arc::new(
             Dir::new(0o555)
                 .with("status", Arc::new(status))
-                .with("files", self.files.clone()),
+                .with("files", self.files.clone())
+                .with("n", Arc::new(NDir::new(self.peers.clone())))
+                .with("net", crate::peers::net_dir(&self.peers)),
         );
         if let Some(cpu) = &self.cpu {
             files.insert("cpu", cpu.tree(grid_cpu::Reader::owner()));
@@ -140,7 +175,7 @@ impl Grid {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let ns_ctl = NsCtl::new(&ns, Arc::new(NoPeers)).on_change(move |ns| match &save_to {
+        let ns_ctl = NsCtl::new(&ns, self.resolver()).on_change(move |ns| match &save_to {
             Some(path) => save_ns(path, ns).map_err(|e| format!("{}: {e}", path.display())),
             None => Ok(()),
         });
@@ -150,6 +185,37 @@ impl Grid {
         };
         files.insert("ctl", Arc::new(CtlFile::new("ctl", Arc::new(ctl))));
         ns
+    }
+
+    /// Mount sources: the peers.
+    pub fn resolver(&self) -> Arc<PeerResolver> {
+        Arc::new(PeerResolver(self.peers.clone()))
+    }
+
+    /// Remembers the namespace being served, so a new peer can complete
+    /// the mounts that were waiting for it.
+    pub fn set_served(&self, ns: &Namespace) {
+        *self.served.lock().unwrap_or_else(|p| p.into_inner()) = Some(ns.clone());
+    }
+
+    /// Retries the pending mounts of the served namespace, in the
+    /// background (a peer added may now resolve).
+    pub fn retry_pending(&self) {
+        let ns = self
+            .served
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let resolver = self.resolver();
+        if let Some(ns) = ns {
+            tokio::spawn(async move {
+                for p in ns.retry_pending(resolver.as_ref()).await {
+                    if !p.pending {
+                        eprintln!("gridd: ns: {}: {}", p.op, p.error);
+                    }
+                }
+            });
+        }
     }
 
     /// The text of `/status`.
@@ -243,6 +309,8 @@ impl CtlHandler for GridCtl {
                 grid.lock_exports().remove(&f[1]);
                 save(grid, &f[1], None)
             }
+            "peer" => crate::peers_ctl::peer(grid, f),
+            "offer" | "request" => crate::peers_ctl::proposal(grid, f),
             other => Err(Error::invalid_arg(format!("unhandled verb '{other}'"))),
         }
     }
@@ -251,7 +319,11 @@ impl CtlHandler for GridCtl {
 /// Replays a saved namespace file onto `ns`. Returns what did not take
 /// effect, one line each. A file that does not parse is moved aside (to
 /// `ns.bad`) so the next change does not overwrite what the user wrote.
-pub async fn replay_ns(ns: &Namespace, path: &Path) -> Vec<String> {
+pub async fn replay_ns(
+    ns: &Namespace,
+    resolver: &dyn grid_ns::Resolver,
+    path: &Path,
+) -> Vec<String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -259,7 +331,7 @@ pub async fn replay_ns(ns: &Namespace, path: &Path) -> Vec<String> {
     };
     match grid_ns::parse_ns_file(&text) {
         Ok(ops) => ns
-            .apply(&ops, &NoPeers)
+            .apply(&ops, resolver)
             .await
             .into_iter()
             .map(|p| format!("{}: {p}", path.display()))
@@ -281,6 +353,16 @@ fn save_ns(path: &Path, ns: &Namespace) -> std::io::Result<()> {
     let tmp = path.with_extension("new");
     std::fs::write(&tmp, ns.text())?;
     std::fs::rename(&tmp, path)
+}
+
+/// Writes a peer change back to grid.toml so it survives a restart.
+pub(crate) fn save_peer(grid: &Grid, name: &str, peer: Option<&PeerConfig>) -> Result<()> {
+    config::set_peer(&grid.config_path, name, peer).map_err(|e| {
+        Error::io(format!(
+            "changed for now, but not saved to {}: {e}",
+            grid.config_path.display()
+        ))
+    })
 }
 
 /// Writes an export change back to grid.toml so it survives a restart.
@@ -311,7 +393,7 @@ mod tests {
         let ns = grid.namespace();
         let ctl = GridCtl {
             grid: grid.clone(),
-            ns: NsCtl::new(&ns, Arc::new(NoPeers)),
+            ns: NsCtl::new(&ns, grid.resolver()),
         };
         run_ctl(&ctl, "ctl", line.as_bytes()).await
     }
@@ -350,7 +432,7 @@ mod tests {
         let ns = grid.namespace();
         let ctl = GridCtl {
             grid: grid.clone(),
-            ns: NsCtl::new(&ns, Arc::new(NoPeers)).on_change({
+            ns: NsCtl::new(&ns, grid.resolver()).on_change({
                 let saved = saved.clone();
                 move |ns| save_ns(&saved, ns).map_err(|e| e.to_string())
             }),
@@ -369,12 +451,14 @@ mod tests {
         // A fresh namespace replays the file.
         let again = grid.namespace();
         assert!(again.resolve("/files/status").await.is_err());
-        assert!(replay_ns(&again, &saved).await.is_empty());
+        assert!(replay_ns(&again, &grid_ns::NoPeers, &saved)
+            .await
+            .is_empty());
         again.resolve("/files/status").await.expect("replayed");
 
         // A file that does not parse is moved aside, not lost.
         std::fs::write(&saved, "bind -x /a\n").expect("write");
-        let problems = replay_ns(&grid.namespace(), &saved).await;
+        let problems = replay_ns(&grid.namespace(), &grid_ns::NoPeers, &saved).await;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(dir.path().join("ns.bad").exists());
     }

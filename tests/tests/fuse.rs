@@ -160,7 +160,7 @@ fn shell_commands_on_a_mount_reach_the_export() {
 
     assert_eq!(
         ok(sh(m, "ls"), "ls").replace("cpu\n", ""),
-        "ctl\nfiles\nns\nstatus\n"
+        "ctl\nfiles\nn\nnet\nns\nstatus\n"
     );
     assert!(ok(sh(m, "cat status"), "cat status").starts_with("name "));
     assert_eq!(ok(sh(m, "ls files"), "ls files"), "t\n");
@@ -268,7 +268,7 @@ fn sigterm_unmounts_a_foreground_mount() {
     wait_until("the foreground mount is live", || mounted(m));
     assert_eq!(
         ok(sh(m, "ls"), "ls").replace("cpu\n", ""),
-        "ctl\nfiles\nns\nstatus\n"
+        "ctl\nfiles\nn\nnet\nns\nstatus\n"
     );
     let pid = mount.0.as_ref().map(|c| c.id()).expect("child");
     // SAFETY: kill(2) on our own child's pid.

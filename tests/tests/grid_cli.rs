@@ -79,7 +79,7 @@ fn every_subcommand_by_flag_and_by_environment() {
         // ls sorts; /cpu is there when the job service could start.
         let root = ok(run(grid(&g, how).args(["ls", "/"])), &what);
         let root = root.replace("cpu\n", "");
-        assert_eq!(root, "ctl\nfiles\nns\nstatus\n");
+        assert_eq!(root, "ctl\nfiles\nn\nnet\nns\nstatus\n");
         assert_eq!(
             ok(run(grid(&g, how).args(["ls", "/status", "files"])), &what),
             "/status\nt\n"
