@@ -1,16 +1,20 @@
 //! cpu_bench: jobs through `/cpu` against the same work done directly.
 //!
 //! ```text
-//! cargo build --release -p gridd -p grid-bench --bin cpu_bench
+//! cargo build --release -p gridd && cargo build --release -p grid-bench --bin cpu_bench
 //! target/release/cpu_bench [ROUNDS] [STREAM_MIB]
 //! ```
+//!
+//! (Both commands: `--bin` selects that binary of every package named, so
+//! `-p gridd -p grid-bench --bin cpu_bench` leaves an old gridd in place.)
 //!
 //! Starts a gridd (the one next to this binary) in a temporary state
 //! directory and measures, over its unix socket:
 //!
 //! - job round trip: open `/cpu/clone`, write `exec true`, read `N/wait`,
 //!   write `rm`; against `sh -c true` and `true` forked and exec'd
-//!   directly (the floor), as jobs per second and median latency;
+//!   directly (the floor), as jobs per second and median latency, with
+//!   the median of each step of the round trip;
 //! - streaming: `cat` of a STREAM_MIB file (default 1024) read through
 //!   `/cpu/N/stdout`, against the same `cat` into a pipe read here.
 //!
@@ -80,11 +84,15 @@ async fn bench(addr: &str, rounds: usize, mib: u64) -> anyhow::Result<()> {
         Command::new("sh").args(["-c", "true"]).status()?;
     }
     let mut jobs = Vec::with_capacity(rounds);
+    let mut phases: [Vec<Duration>; 4] = Default::default();
     let t0 = Instant::now();
     for _ in 0..rounds {
         let t = Instant::now();
-        job_round_trip(&root).await?;
+        let p = job_round_trip(&root).await?;
         jobs.push(t.elapsed());
+        for (v, d) in phases.iter_mut().zip(p) {
+            v.push(d);
+        }
     }
     let jobs_total = t0.elapsed();
     let sh = floor(rounds, &["sh", "-c", "true"])?;
@@ -122,6 +130,18 @@ async fn bench(addr: &str, rounds: usize, mib: u64) -> anyhow::Result<()> {
         ms(med),
         format!("+{}", ms(med.saturating_sub(sh_med)))
     );
+    for (name, v) in ["clone", "exec (until started)", "wait (until ended)", "rm"]
+        .into_iter()
+        .zip(phases.iter_mut())
+    {
+        println!(
+            "{:<44} {:>10} {:>12} {:>10}",
+            format!("  {name}"),
+            "",
+            ms(median(v)),
+            ""
+        );
+    }
     println!(
         "{:<44} {:>10.0} {:>12} {:>10}",
         "sh -c true, fork+exec (floor)",
@@ -159,19 +179,29 @@ async fn bench(addr: &str, rounds: usize, mib: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn job_round_trip(root: &Fid) -> anyhow::Result<()> {
+/// Where one round trip's time went: clone (walk, open, read N), the
+/// `exec` write (returns once the command is started), the `wait` read
+/// (walk, open, read) and the `rm` write.
+type Phases = [Duration; 4];
+
+async fn job_round_trip(root: &Fid) -> anyhow::Result<Phases> {
+    let t = Instant::now();
     let mut ctl = root.walk(&["cpu", "clone"]).await?;
     ctl.open(OpenFlags::RDWR).await?;
     let n = String::from_utf8(ctl.read(0, 32).await?)?.trim().to_owned();
+    let t_clone = t.elapsed();
     ctl.write(0, b"exec true\n").await?;
+    let t_exec = t.elapsed();
     let mut wait = root.walk(&["cpu", &n, "wait"]).await?;
     wait.open(OpenFlags::READ).await?;
     let status = String::from_utf8(wait.read(0, 4096).await?)?;
     if !status.starts_with("exited ") {
         bail!("job {n}: {status}");
     }
+    let t_wait = t.elapsed();
     ctl.write(0, b"rm\n").await?;
-    Ok(())
+    let t_rm = t.elapsed();
+    Ok([t_clone, t_exec - t_clone, t_wait - t_exec, t_rm - t_wait])
 }
 
 fn floor(rounds: usize, argv: &[&str]) -> anyhow::Result<(f64, Duration)> {

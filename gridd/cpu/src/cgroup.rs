@@ -302,16 +302,24 @@ pub struct Usage {
 }
 
 impl JobCgroup {
-    /// Each group's `cgroup.procs`, opened for the child to write `0`
+    /// Each group's membership file, opened for the child to write `0`
     /// into (which moves the writer), so it is in its groups before it
     /// runs anything.
+    ///
+    /// With v1 this is `tasks`, not `cgroup.procs`: the child is single-
+    /// threaded, so moving its one thread moves the process, and the
+    /// kernel moves the calling thread alone without write-locking the
+    /// global threadgroup semaphore, whose RCU grace period otherwise
+    /// costs every job several milliseconds. v2 has no such file outside
+    /// threaded groups, so it keeps `cgroup.procs`.
     pub fn procs_files(&self) -> io::Result<Vec<OwnedFd>> {
+        let file = if self.v2 { "cgroup.procs" } else { "tasks" };
         self.dirs
             .iter()
             .map(|d| {
                 Ok(fs::OpenOptions::new()
                     .write(true)
-                    .open(d.join("cgroup.procs"))?
+                    .open(d.join(file))?
                     .into())
             })
             .collect()

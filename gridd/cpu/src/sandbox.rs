@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! gridd ── fork ──> relay (gridd's pid namespace; the job's process group leader)
-//!                     └─ fork ──> init  (pid 1 of a new pid namespace)   [confined]
-//!                                  └─ fork ──> command (exec)
-//! gridd ── fork ──> relay ── fork ──> command (exec)                      [unconfined]
+//!                     └─ clone(VM) ──> init  (pid 1 of a new pid namespace)   [confined]
+//!                                       └─ clone(VM|VFORK) ──> command (exec)
+//! gridd ── fork ──> relay ── clone(VM|VFORK) ──> command (exec)               [unconfined]
 //! ```
 //!
 //! Everything between fork and exec runs in `pre_exec`, in a child of a
@@ -14,6 +14,16 @@
 //! never exec: they block every signal, pass each one they receive on to
 //! their child, reap, and close every descriptor they inherited (gridd's
 //! sockets, std's exec-error pipe) so nothing of gridd is held by them.
+//!
+//! Only the relay copies gridd's address space (std's fork). The init
+//! and the command are made with `clone(CLONE_VM)` on stacks of their
+//! own, posix_spawn-style: the init shares the relay's memory (both only
+//! read the prepared plan and use their own stacks), and the command
+//! borrows its parent's memory until it execs (`CLONE_VFORK` holds the
+//! parent until then). The command execs itself, searching the job's
+//! `PATH` as execvp(3) would; if no exec succeeds, it writes the error
+//! number to a pipe of its own that [`spawn`] reads once the command has
+//! started or failed.
 //!
 //! The last process before the command (the init, or the relay when
 //! unconfined) writes one [`Report`] to a pipe when the command exits:
@@ -100,10 +110,17 @@ impl Report {
 /// Starts `spec`. Blocks until the command has been exec'd (or failed
 /// to be), so call it from a blocking thread of the runtime.
 pub fn spawn(spec: Spec) -> io::Result<Started> {
-    let (cmd, report) = command(spec)?;
-    let mut child = tokio::process::Command::from(cmd)
-        .kill_on_drop(false)
-        .spawn()?;
+    let (cmd, report, exec_err) = command(spec)?;
+    let mut cmd = tokio::process::Command::from(cmd);
+    let mut child = cmd.kill_on_drop(false).spawn()?;
+    // Our copy of the write end of `exec_err` goes with the command.
+    drop(cmd);
+    if let Some(errno) = read_errno(&exec_err) {
+        // The relay and the init end by themselves once the failed
+        // command is reaped; this only hurries them.
+        let _ = child.start_kill();
+        return Err(io::Error::from_raw_os_error(errno));
+    }
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(io::Error::other("no output pipes"));
     };
@@ -126,8 +143,25 @@ pub fn spawn(spec: Spec) -> io::Result<Started> {
     })
 }
 
-/// The command for `spec`, and the read end of its report pipe.
-fn command(spec: Spec) -> io::Result<(std::process::Command, OwnedFd)> {
+/// The error number the command wrote to `exec_err` when it could not
+/// exec, or `None` once every write end is closed without one (every
+/// process of the job holds it close-on-exec or has closed it by the
+/// time std's spawn returns).
+fn read_errno(exec_err: &OwnedFd) -> Option<i32> {
+    let mut b = [0u8; 4];
+    loop {
+        // SAFETY: reading into a local buffer from a pipe we own.
+        let n = unsafe { libc::read(exec_err.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return (n == 4).then(|| i32::from_ne_bytes(b));
+    }
+}
+
+/// The command for `spec`, the read end of its report pipe, and the
+/// read end of its exec-error pipe.
+fn command(spec: Spec) -> io::Result<(std::process::Command, OwnedFd, OwnedFd)> {
     let mut argv = spec.argv.iter();
     let program = argv
         .next()
@@ -149,7 +183,11 @@ fn command(spec: Spec) -> io::Result<(std::process::Command, OwnedFd)> {
         unsafe { (libc::getuid(), libc::getgid()) }
     });
     let (report_r, report_w) = pipe()?;
+    let (exec_err_r, exec_err_w) = pipe()?;
+    let exec = child::Exec::new(&spec.argv, &spec.env)?;
     let plan = child::Plan {
+        exec,
+        exec_err: exec_err_w,
         confine: spec.confine,
         cgroups: spec.cgroups,
         rlimits: rlimits(&spec.limits, spec.rlimit_as),
@@ -172,7 +210,7 @@ fn command(spec: Spec) -> io::Result<(std::process::Command, OwnedFd)> {
     unsafe {
         cmd.pre_exec(move || child::run(&plan));
     }
-    Ok((cmd, report_r))
+    Ok((cmd, report_r, exec_err_r))
 }
 
 /// Whether this kernel lets gridd make a job's namespaces: runs `true`
@@ -199,10 +237,14 @@ pub fn probe(run_as: Option<(u32, u32)>) -> Result<(), String> {
         stdin: r,
         hide: Vec::new(),
     };
-    let (mut cmd, report) = command(spec).map_err(|e| e.to_string())?;
+    let (mut cmd, report, exec_err) = command(spec).map_err(|e| e.to_string())?;
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
     drop(cmd);
+    let errno = read_errno(&exec_err);
     let _ = child.wait();
+    if let Some(e) = errno {
+        return Err(io::Error::from_raw_os_error(e).to_string());
+    }
     let mut buf = [0u8; REPORT_LEN];
     // SAFETY: reading into a local buffer from a pipe we own.
     let n = unsafe { libc::read(report.as_raw_fd(), buf.as_mut_ptr().cast(), REPORT_LEN) };
@@ -248,9 +290,90 @@ mod child {
     use std::io;
     use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-    use libc::c_int;
+    use libc::{c_char, c_int, c_void};
+
+    /// What the command execs: the candidate paths in the order execvp(3)
+    /// would try them, and argv and envp as NULL-terminated arrays; for
+    /// each path, the argv of `/bin/sh PATH ARG...`, which execvp runs
+    /// when the file is not an executable format (a script without `#!`).
+    pub(super) struct Exec {
+        paths: Vec<CString>,
+        argv: Vec<*const c_char>,
+        sh_argv: Vec<Vec<*const c_char>>,
+        envp: Vec<*const c_char>,
+        // Owners of the strings the pointers above point into; a CString
+        // keeps its heap buffer where it is when it moves.
+        _strings: Vec<CString>,
+    }
+
+    // SAFETY: the raw pointers point into `_strings`, owned by the same
+    // value and never changed after `new`; sharing or sending the value
+    // shares or sends read-only data.
+    unsafe impl Send for Exec {}
+    // SAFETY: as for Send.
+    unsafe impl Sync for Exec {}
+
+    impl Exec {
+        /// Resolves `argv[0]` against the `PATH` of `env` (execvp's
+        /// default when there is none) into candidates; relative ones are
+        /// taken from the job's directory, which std enters before exec.
+        pub(super) fn new(argv: &[String], env: &[(String, String)]) -> io::Result<Exec> {
+            let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "nul byte in argument");
+            let program = argv
+                .first()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let paths = if program.contains('/') {
+                vec![CString::new(program.as_str()).map_err(nul)?]
+            } else {
+                let path = env
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "PATH")
+                    .map_or("/bin:/usr/bin", |(_, v)| v.as_str());
+                path.split(':')
+                    .map(|d| {
+                        let d = if d.is_empty() { "." } else { d };
+                        CString::new(format!("{}/{program}", d.trim_end_matches('/')))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(nul)?
+            };
+            let mut strings = Vec::with_capacity(argv.len() + env.len());
+            for a in argv {
+                strings.push(CString::new(a.as_str()).map_err(nul)?);
+            }
+            for (k, v) in env {
+                strings.push(CString::new(format!("{k}={v}")).map_err(nul)?);
+            }
+            let ptrs = |s: &[CString]| {
+                s.iter()
+                    .map(|c| c.as_ptr())
+                    .chain(std::iter::once(std::ptr::null()))
+                    .collect::<Vec<_>>()
+            };
+            let sh_argv = paths
+                .iter()
+                .map(|p| {
+                    [c"/bin/sh".as_ptr(), p.as_ptr()]
+                        .into_iter()
+                        .chain(strings[1..argv.len()].iter().map(|c| c.as_ptr()))
+                        .chain(std::iter::once(std::ptr::null()))
+                        .collect()
+                })
+                .collect();
+            Ok(Exec {
+                paths,
+                sh_argv,
+                argv: ptrs(&strings[..argv.len()]),
+                envp: ptrs(&strings[argv.len()..]),
+                _strings: strings,
+            })
+        }
+    }
 
     pub(super) struct Plan {
+        pub(super) exec: Exec,
+        pub(super) exec_err: OwnedFd,
         pub(super) confine: bool,
         pub(super) cgroups: Vec<OwnedFd>,
         pub(super) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
@@ -288,6 +411,10 @@ mod child {
             // "0" moves the writer into the group.
             check(unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) } as c_int)?;
         }
+        // The stacks of the init and the command, mapped before
+        // RLIMIT_AS applies: this process is as large as gridd.
+        let init_stack = stack()?;
+        let command_stack = stack()?;
         for &(res, soft, hard) in &plan.rlimits {
             let lim = libc::rlimit {
                 rlim_cur: soft,
@@ -302,43 +429,144 @@ mod child {
         // The relay blocks every signal and takes them with sigwaitinfo;
         // its children inherit the mask until the command unblocks it.
         block_all();
-        let pid = fork()?;
-        if pid > 0 {
-            // The relay: nothing of gridd stays open here.
-            if plan.confine {
-                close_from(0, -1);
-                relay(pid, -1, false);
-            }
-            close_from(0, report);
-            relay(pid, report, false);
-        }
         if plan.confine {
-            // pid 1 of the new namespace: a /proc of its own (best effort),
-            // then the command as its only child.
-            // SAFETY: mount(2) with static, NUL-terminated strings.
-            unsafe {
-                libc::mount(
-                    c"proc".as_ptr(),
-                    c"/proc".as_ptr(),
-                    c"proc".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    std::ptr::null(),
-                );
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // pid 1 of the new namespace shares this process's memory
+            // (see `init`); nothing of gridd stays open in the relay.
+            let arg = InitArg {
+                plan,
+                stack: command_stack,
+            };
+            // SAFETY: `init` runs on its own new stack and only reads
+            // `arg` and the plan, which live as long as this process: the
+            // relay never returns from this frame once the init exists.
+            let pid = unsafe {
+                libc::clone(
+                    init,
+                    init_stack,
+                    libc::CLONE_VM | libc::SIGCHLD,
+                    &arg as *const InitArg as *mut c_void,
+                )
+            };
+            if pid < 0 {
+                return Err(io::Error::last_os_error());
             }
-            let pid = fork()?;
-            if pid > 0 {
+            close_from(0, -1);
+            relay(pid, -1, false);
+        }
+        let pid = spawn_command(plan, command_stack)?;
+        close_from(0, report);
+        relay(pid, report, false);
+    }
+
+    /// What the relay hands the init.
+    struct InitArg<'a> {
+        plan: &'a Plan,
+        /// For the command.
+        stack: *mut c_void,
+    }
+
+    /// The init: pid 1 of the job's pid namespace, made by the relay
+    /// with `CLONE_VM`. Mounts a /proc of its own (best effort), makes
+    /// the command its only child, then relays signals, reaps and
+    /// reports. Never returns.
+    ///
+    /// The init and the relay run at once in the same memory, each on
+    /// its own stack, and make only system calls on data neither changes.
+    /// They share one thing they write: libc's `errno`, a thread-local
+    /// at the same address in both, so an error number read here or in
+    /// the relay could be the other's (an error's code only, never
+    /// whether there was one: that comes from return values).
+    extern "C" fn init(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the relay's `&InitArg`, on the relay's stack in
+        // a frame the relay never leaves while this process lives (it
+        // reaps it).
+        let arg = unsafe { &*(arg as *const InitArg) };
+        let plan = arg.plan;
+        let report = plan.report.as_raw_fd();
+        // SAFETY: mount(2) with static, NUL-terminated strings; prctl(2)
+        // with integers.
+        unsafe {
+            libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            );
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        }
+        match spawn_command(plan, arg.stack) {
+            Ok(pid) => {
                 close_from(0, report);
                 relay(pid, report, true);
             }
+            Err(e) => {
+                exec_failed(plan, e.raw_os_error().unwrap_or(libc::EINVAL));
+                // SAFETY: _exit(2) never returns.
+                unsafe { libc::_exit(127) }
+            }
         }
-        // The command: dies with its relay or init, default dispositions,
-        // nothing blocked, then exec.
+    }
+
+    /// A new stack for a `CLONE_VM` child: an anonymous mapping that is
+    /// never unmapped (the process that uses it ends with it). Returns
+    /// its top, where the stack starts.
+    fn stack() -> io::Result<*mut c_void> {
+        const SIZE: usize = 256 << 10;
+        // SAFETY: mmap(2) of fresh anonymous memory; no existing mapping
+        // is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: one past the end of the mapping just made.
+        Ok(unsafe { p.cast::<u8>().add(SIZE) }.cast())
+    }
+
+    /// Starts the command with `CLONE_VM | CLONE_VFORK`: it runs on
+    /// `stack` in this process's memory, and this process waits until it
+    /// has exec'd or exited. Returns its pid.
+    fn spawn_command(plan: &Plan, stack: *mut c_void) -> io::Result<libc::pid_t> {
+        let arg = plan as *const Plan as *mut c_void;
+        // SAFETY: `command` runs on its own new stack, only reads `plan`
+        // (which outlives it: we are held until it execs or exits) and
+        // makes only system calls.
+        let pid = unsafe {
+            libc::clone(
+                command,
+                stack,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                arg,
+            )
+        };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(pid)
+    }
+
+    /// The command, before exec: dies with its relay or init, default
+    /// dispositions, nothing blocked, then each candidate path. If none
+    /// execs, the error goes to `exec_err` and the exit status is 127.
+    extern "C" fn command(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the `&Plan` of our parent, held by CLONE_VFORK
+        // until we exec or exit.
+        let plan = unsafe { &*(arg as *const Plan) };
         // SAFETY: prctl(2) with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
         for sig in 1..libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                // SAFETY: signal(2) with SIG_DFL is async-signal-safe.
+                // SAFETY: signal(2) with SIG_DFL; without CLONE_SIGHAND
+                // the dispositions are this process's own.
                 unsafe { libc::signal(sig, libc::SIG_DFL) };
             }
         }
@@ -348,7 +576,51 @@ mod child {
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         }
-        Ok(())
+        exec_failed(plan, exec(&plan.exec));
+        127
+    }
+
+    /// Execs as execvp(3) does; returns the error if nothing could be.
+    /// Paths that do not exist or may not be executed are passed over,
+    /// and EACCES is the error if one of them was not executable; a file
+    /// in no executable format is run by /bin/sh.
+    fn exec(e: &Exec) -> c_int {
+        let mut eacces = false;
+        let mut err = libc::ENOENT;
+        for (path, sh_argv) in e.paths.iter().zip(&e.sh_argv) {
+            // SAFETY: NUL-terminated strings and NULL-terminated pointer
+            // arrays prepared before the fork; execve returns only on error.
+            unsafe { libc::execve(path.as_ptr(), e.argv.as_ptr(), e.envp.as_ptr()) };
+            err = errno();
+            match err {
+                libc::ENOEXEC => {
+                    // SAFETY: as above.
+                    unsafe { libc::execve(c"/bin/sh".as_ptr(), sh_argv.as_ptr(), e.envp.as_ptr()) };
+                    return errno();
+                }
+                libc::EACCES => eacces = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                _ => return err,
+            }
+        }
+        if eacces {
+            libc::EACCES
+        } else {
+            err
+        }
+    }
+
+    fn errno() -> c_int {
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL)
+    }
+
+    /// Tells [`super::spawn`] that the command could not be started.
+    fn exec_failed(plan: &Plan, errno: c_int) {
+        let b = errno.to_ne_bytes();
+        // SAFETY: write(2) of a local buffer to a descriptor of the plan.
+        unsafe { libc::write(plan.exec_err.as_raw_fd(), b.as_ptr().cast(), b.len()) };
     }
 
     /// New user, mount, pid, network and IPC namespaces; the user's own
@@ -450,17 +722,6 @@ mod child {
             libc::sigfillset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         }
-    }
-
-    fn fork() -> io::Result<libc::pid_t> {
-        // SAFETY: fork(2) in a child that std made with fork(2), which
-        // left libc's internal locks consistent; POSIX lists fork as
-        // async-signal-safe, and both sides go on with such calls only.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(pid)
     }
 
     /// Closes every descriptor except `keep` (-1: none).

@@ -158,3 +158,44 @@ async fn round_trip_by_confinement() {
         cpu.shutdown().await;
     }
 }
+
+/// The command is found and exec'd as execvp(3) would: through the job's
+/// PATH, a script without `#!` run by /bin/sh, and an error at `exec` for
+/// a missing or non-executable file; confined or not.
+#[tokio::test]
+async fn exec_finds_commands_as_execvp() {
+    let dir = std::env::temp_dir().join(format!("grid-cpu-exec-test.{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("script");
+    std::fs::write(&script, "echo from-script \"$1\"\n").unwrap();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, "echo no\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for confine in [Confine::Off, Confine::Preferred] {
+        let (cpu, t) = tree(confine);
+        let (n, r) = job(&t, "exec echo hello").await;
+        r.unwrap();
+        assert_eq!(text(&t, &format!("{n}/stdout")).await, "hello\n");
+        let (n, r) = job(&t, &format!("exec {} arg", script.display())).await;
+        r.unwrap();
+        assert_eq!(
+            text(&t, &format!("{n}/stdout")).await,
+            "from-script arg\n",
+            "{confine:?}"
+        );
+        let (n, r) = job(&t, &format!("env PATH={}\nexec script x", dir.display())).await;
+        r.unwrap();
+        assert_eq!(text(&t, &format!("{n}/stdout")).await, "from-script x\n");
+        let (_, r) = job(&t, "exec /nonexistent/cmd").await;
+        assert_eq!(r.unwrap_err().errno, libc::ENOENT, "{confine:?}");
+        let (_, r) = job(&t, "exec no-such-command-anywhere").await;
+        assert_eq!(r.unwrap_err().errno, libc::ENOENT, "{confine:?}");
+        let (_, r) = job(&t, &format!("exec {}", plain.display())).await;
+        assert_eq!(r.unwrap_err().errno, libc::EACCES, "{confine:?}");
+        cpu.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
