@@ -243,13 +243,6 @@ fn hex_value(d: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::expect_used,
-        clippy::unwrap_used,
-        clippy::panic,
-        clippy::err_expect
-    )]
-
     use super::*;
 
     fn key(seed: u8) -> SigningKey {

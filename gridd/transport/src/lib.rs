@@ -52,6 +52,16 @@
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Unit tests may unwrap: a panic there is a failed test, not a crash.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::err_expect
+    )
+)]
 
 mod endpoint;
 pub mod import;
@@ -221,13 +231,6 @@ fn is_crypto(code: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::expect_used,
-        clippy::unwrap_used,
-        clippy::panic,
-        clippy::err_expect
-    )]
-
     use super::*;
 
     #[test]

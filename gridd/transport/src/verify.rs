@@ -333,13 +333,6 @@ fn tls12_refused() -> rustls::Error {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::expect_used,
-        clippy::unwrap_used,
-        clippy::panic,
-        clippy::err_expect
-    )]
-
     use super::*;
     use ed25519_dalek::SigningKey;
 

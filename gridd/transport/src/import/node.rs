@@ -492,13 +492,6 @@ fn time(sec: u64, nsec: u64) -> SystemTime {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::expect_used,
-        clippy::unwrap_used,
-        clippy::panic,
-        clippy::err_expect
-    )]
-
     use super::*;
 
     #[test]
