@@ -10,6 +10,12 @@
 set -eu
 cd "$(dirname "$0")"
 
+if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ]; then
+    # `sudo ./install.sh` would make a root-only service that the user who
+    # typed it cannot reach, and leave a root-owned target/ behind.
+    echo "install.sh: run it as yourself (it uses sudo where it must), or as root without sudo for a system-wide gridd" >&2
+    exit 2
+fi
 if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
 
 echo "== packages"
@@ -54,6 +60,8 @@ elif [ "$(id -u)" -ne 0 ] && systemctl --user show-environment >/dev/null 2>&1; 
     mkdir -p "$HOME/.config/systemd/user"
     install -m 0644 contrib/gridd-user.service "$HOME/.config/systemd/user/gridd.service"
     systemctl --user daemon-reload
+    # Keep the user's gridd running after logout (an ssh session ending).
+    $SUDO loginctl enable-linger "$(id -un)" || true
     systemctl --user enable --now gridd
 else
     # No systemd (a container, a chroot): run it in the background.

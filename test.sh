@@ -6,7 +6,7 @@
 #     ./test.sh
 #
 # As root it first installs the system packages the tests use (diod,
-# fuse3, yggdrasil, iproute2, iputils-ping, qemu-system-x86,
+# fuse3, yggdrasil, iproute2, iputils-ping, iperf3, qemu-system-x86,
 # busybox-static) and fetches a Debian kernel for the v9fs test
 # (tests/vm/); as a user, tests whose tools are missing say SKIP.
 set -eu
@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     need=
-    for p in diod fuse3 libfuse3-dev pkg-config yggdrasil iproute2 iputils-ping; do
+    for p in diod fuse3 libfuse3-dev pkg-config yggdrasil iproute2 iputils-ping iperf3; do
         dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
     done
     if [ -n "$need" ]; then

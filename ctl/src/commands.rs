@@ -294,6 +294,13 @@ async fn write_fully(fid: &Fid, mut offset: u64, mut data: &[u8]) -> ninep_clien
         if n == 0 {
             return Err(io::Error::from(io::ErrorKind::WriteZero).into());
         }
+        if n > data.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("server says it wrote {n} bytes of {}", data.len()),
+            )
+            .into());
+        }
         data = &data[n..];
         offset += n as u64;
     }
@@ -376,4 +383,34 @@ fn print(data: &[u8]) -> Result<(), Failure> {
     out.write_all(data)
         .and_then(|()| out.flush())
         .map_err(|e| Failure::io("standard output", &e))
+}
+
+/// Writes one control message (text ending in a newline) in one write, as
+/// a ctl file needs: a message longer than the file's iounit, or a write
+/// the server takes only part of, is an error rather than a cut command.
+pub(crate) async fn write_message(fid: &Fid, text: &str) -> ninep_client::Result<()> {
+    let data = text.as_bytes();
+    if data.len() > fid.iounit() as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "control message of {} bytes is longer than the file's iounit ({})",
+                data.len(),
+                fid.iounit()
+            ),
+        )
+        .into());
+    }
+    let n = fid.write(0, data).await? as usize;
+    if n != data.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!(
+                "control message cut short: {n} of {} bytes taken",
+                data.len()
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }

@@ -181,26 +181,7 @@ fn user_name() -> String {
             return u;
         }
     }
-    let mut buf = vec![0u8; 4096];
-    let mut pw = std::mem::MaybeUninit::<libc::passwd>::zeroed();
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is to a live local of the right size, and the
-    // strings read back point into `buf`, which outlives the read.
-    unsafe {
-        let rc = libc::getpwuid_r(
-            libc::geteuid(),
-            pw.as_mut_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        );
-        if rc == 0 && !result.is_null() && !(*result).pw_name.is_null() {
-            if let Ok(name) = std::ffi::CStr::from_ptr((*result).pw_name).to_str() {
-                return name.to_owned();
-            }
-        }
-    }
-    "none".into()
+    ninep_server::ids::user_name(euid()).unwrap_or_else(|| "none".into())
 }
 
 fn euid() -> u32 {

@@ -33,14 +33,16 @@ pub async fn peer(ns: &Ns, op: &PeerOp) -> Report {
     let mut report = Report::default();
     let r = match op {
         PeerOp::Add { name, key, addrs } => {
-            let mut line = format!("peer add {name} {key}");
+            // Quoted, so a field with a blank, quote or newline stays one
+            // field and cannot start a second control message.
+            let mut line = format!("peer add {} {}", quote(name), quote(key));
             for a in addrs {
                 line.push(' ');
-                line.push_str(a);
+                line.push_str(&quote(a));
             }
             ctl(ns, &line).await
         }
-        PeerOp::Rm { name } => ctl(ns, &format!("peer rm {name}")).await,
+        PeerOp::Rm { name } => ctl(ns, &format!("peer rm {}", quote(name))).await,
         PeerOp::Ls => ls(ns).await,
     };
     report.step(r);
@@ -52,10 +54,13 @@ async fn ctl(ns: &Ns, line: &str) -> Result<(), Failure> {
     fid.open(OpenFlags::WRITE)
         .await
         .map_err(|e| Failure::remote("/ctl", &e))?;
-    fid.write(0, format!("{line}\n").as_bytes())
+    crate::commands::write_message(&fid, &format!("{line}\n"))
         .await
-        .map_err(|e| Failure::remote("/ctl", &e))?;
-    Ok(())
+        .map_err(|e| Failure::remote("/ctl", &e))
+}
+
+fn quote(field: &str) -> std::borrow::Cow<'_, str> {
+    cmdbuf::quote(field)
 }
 
 async fn read(ns: &Ns, path: &str) -> Result<String, Failure> {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use ninep_client::{Fid, OpenFlags};
 use tokio::task::JoinHandle;
 
+use crate::commands::write_message;
 use crate::ns::{message, Failure, Ns};
 
 /// What `grid run` was asked to do.
@@ -69,7 +70,8 @@ struct Job {
 impl Job {
     async fn run(&self, ns: &Ns, spec: &RunSpec) -> Result<u8, Failure> {
         if !spec.limits.is_empty() {
-            self.ctl_line(&format!("limit {}", spec.limits.join(" ")))
+            let limits: Vec<String> = spec.limits.iter().map(|l| cmdbuf_quote(l)).collect();
+            self.ctl_line(&format!("limit {}", limits.join(" ")))
                 .await?;
         }
         let stdout = self.open(ns, "stdout", OpenFlags::READ).await?;
@@ -84,7 +86,7 @@ impl Job {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
-        if let Err(e) = self.ctl.write(0, format!("{exec}\n").as_bytes()).await {
+        if let Err(e) = write_message(&self.ctl, &format!("{exec}\n")).await {
             eprintln!("grid: run: {}", message(&e));
             return Ok(match e.errno().map(|n| n as i32) {
                 Some(libc::ENOENT) => 127,
@@ -127,10 +129,8 @@ impl Job {
     }
 
     async fn ctl_line(&self, line: &str) -> Result<(), Failure> {
-        self.ctl
-            .write(0, format!("{line}\n").as_bytes())
+        write_message(&self.ctl, &format!("{line}\n"))
             .await
-            .map(|_| ())
             .map_err(|e| Failure::at("run", message(&e)))
     }
 }
@@ -213,13 +213,13 @@ async fn feed(stdin: Arc<Fid>, ctl: Arc<Fid>) {
         let mut data = &chunk[..];
         while !data.is_empty() {
             match stdin.write(0, data).await {
-                Ok(n) if n > 0 => data = &data[n as usize..],
+                Ok(n) if n > 0 && n as usize <= data.len() => data = &data[n as usize..],
                 // The job has ended or closed its input: stop quietly.
                 _ => return,
             }
         }
     }
-    let _ = ctl.write(0, b"stdin close\n").await;
+    let _ = write_message(&ctl, "stdin close\n").await;
 }
 
 /// SIGINT, SIGTERM and SIGHUP to `grid run` go to the job, as they would

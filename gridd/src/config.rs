@@ -103,20 +103,9 @@ impl Export {
 
 /// Checks an export or peer name: what may appear as one path element.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "bad name '{name}': use 1 to 64 letters, digits, '-', '_' or '.'"
-        ))
-    }
+    // The same rule as peer and group names (grid-policy's).
+    grid_policy::check_name(name)
+        .map_err(|_| format!("bad name '{name}': use 1 to 64 letters, digits, '-', '_' or '.'"))
 }
 
 /// A configuration problem, located.
@@ -506,14 +495,36 @@ fn edit(
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     change(&mut doc)?;
-    // Replace the file the path leads to (a symlinked grid.toml stays a
-    // symlink), atomically, with the old file's permissions.
-    let target = std::fs::canonicalize(path)?;
-    let perms = std::fs::metadata(&target)?.permissions();
-    let tmp = target.with_extension("toml.new");
-    std::fs::write(&tmp, doc.to_string())?;
-    std::fs::set_permissions(&tmp, perms)?;
+    write_atomic(path, doc.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// Replaces the file `path` leads to with `data`, atomically and durably:
+/// a temporary file beside it, synced, renamed over it, and the directory
+/// synced, so a crash leaves the old file or the new one, never an empty
+/// one. A symlink at `path` stays a symlink; an existing file keeps its
+/// permissions. gridd saves grid.toml and STATE/ns with it.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let target = match std::fs::canonicalize(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_owned(),
+        Err(e) => return Err(e),
+    };
+    let mut tmp_name = target.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".new");
+    let tmp = target.with_file_name(tmp_name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    if let Ok(meta) = std::fs::metadata(&target) {
+        f.set_permissions(meta.permissions())?;
+    }
+    f.sync_all()?;
+    drop(f);
     std::fs::rename(&tmp, &target)?;
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 

@@ -350,9 +350,7 @@ pub async fn replay_ns(
 
 /// Writes the namespace text atomically.
 fn save_ns(path: &Path, ns: &Namespace) -> std::io::Result<()> {
-    let tmp = path.with_extension("new");
-    std::fs::write(&tmp, ns.text())?;
-    std::fs::rename(&tmp, path)
+    config::write_atomic(path, ns.text().as_bytes())
 }
 
 /// Writes a peer change back to grid.toml so it survives a restart.

@@ -111,7 +111,14 @@ async fn answer(peers: Arc<Peers>, conn: Connection) {
 
 async fn read_proposal(stream: &mut grid_transport::Stream) -> Result<Proposal, ExchangeError> {
     let mut buf = Vec::new();
-    stream.take(MAX_PROPOSAL).read_to_end(&mut buf).await?;
+    // One byte past the limit tells a long proposal from one that fits: a
+    // long one is refused, never cut and then read as a narrower policy.
+    stream.take(MAX_PROPOSAL + 1).read_to_end(&mut buf).await?;
+    if buf.len() as u64 > MAX_PROPOSAL {
+        return Err(ExchangeError::Bad(format!(
+            "proposal longer than {MAX_PROPOSAL} bytes"
+        )));
+    }
     let text = String::from_utf8(buf).map_err(|_| ExchangeError::Bad("not UTF-8".into()))?;
     decode(&text).map_err(ExchangeError::Bad)
 }

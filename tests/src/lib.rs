@@ -183,6 +183,7 @@ fn wait_bounded(child: &mut Child) -> ExitStatus {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("process did not exit within {LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -247,6 +248,7 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{cmd:?} did not finish within {LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(5));

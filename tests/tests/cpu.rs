@@ -346,8 +346,15 @@ async fn memory_and_process_limits() {
         .expect("exec bomb");
     let pgid: i32 = bomb.status().await[1].parse().expect("pgid");
     let gridd = ppid(pgid);
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let during = in_job_cgroup(gridd, &bomb.n).len();
+    // Watch the job's cgroup while the bomb forks (until just before its
+    // 2 s wall clock): it must grow, and never past the limit.
+    let mut during = 0;
+    let watch_until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < watch_until {
+        during = during.max(in_job_cgroup(gridd, &bomb.n).len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(during > 1, "the bomb never forked");
     assert!(
         during <= 16 + 2,
         "{during} processes in a job limited to 16"

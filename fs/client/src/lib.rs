@@ -79,8 +79,8 @@ pub use fid::{DirEntry, Fid, FileKind, Metadata, OpenFlags, SetAttr, SetTime};
 /// The msize asked for by default: 512 KiB of payload plus the I/O header.
 pub const DEFAULT_MSIZE: u32 = (512 << 10) + IOHDRSZ;
 
-/// The TCP port of 9P (`9fs` in Plan 9's /lib/ndb/common).
-pub const DEFAULT_PORT: u16 = 564;
+/// The 9P port (9pfs), used when a dial string names none.
+pub use ninep::addr::DEFAULT_PORT;
 
 /// What [`Client::connect`] asks for in Tversion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

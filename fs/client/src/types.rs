@@ -146,9 +146,8 @@ impl Metadata {
             kind,
             perm: a.mode & 0o7777,
             size: a.size,
-            mtime: UNIX_EPOCH
-                + Duration::from_secs(a.mtime_sec)
-                + Duration::from_nanos(a.mtime_nsec.min(999_999_999)),
+            // A time that does not fit (a server that lies) reads as the epoch.
+            mtime: ninep::wire_time(a.mtime_sec, a.mtime_nsec).unwrap_or(UNIX_EPOCH),
         }
     }
 }

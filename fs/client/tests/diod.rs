@@ -387,8 +387,17 @@ async fn diod_flushes_cancelled_requests() {
         let g = root.walk(&["f"]).await.unwrap();
         g.clunk().await.unwrap();
         drop((f, root, c));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let log = diod.log_text();
+        // diod logs each message as it handles it; wait (bounded) until
+        // every Tflush it logged has its Rflush.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut log = diod.log_text();
+        while tokio::time::Instant::now() < deadline
+            && (log.matches("P9_TFLUSH").count() == 0
+                || log.matches("P9_RFLUSH").count() != log.matches("P9_TFLUSH").count())
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            log = diod.log_text();
+        }
         let flushes = log.matches("P9_TFLUSH").count();
         assert!(flushes > 0, "no Tflush in diod's log:\n{log}");
         assert_eq!(log.matches("P9_RFLUSH").count(), flushes, "{log}");

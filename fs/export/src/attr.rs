@@ -7,7 +7,6 @@
 //! is the modification time in nanoseconds, folded to 32 bits.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::{Mutex, PoisonError};
@@ -175,8 +174,8 @@ impl Names {
     /// on NSS).
     pub(crate) fn lookup(&self, uid: u32, gid: u32) -> (String, String) {
         (
-            cached_or(&self.users, uid, user_name),
-            cached_or(&self.groups, gid, group_name),
+            cached_or(&self.users, uid, ninep_server::ids::user_name),
+            cached_or(&self.groups, gid, ninep_server::ids::group_name),
         )
     }
 }
@@ -201,69 +200,6 @@ fn cached_or(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Largest buffer offered to getpwuid_r/getgrgid_r (they ask for more with
-/// `ERANGE`).
-const MAX_NSS_BUF: usize = 1 << 20;
-
-fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: `pwd` and `buf` are valid for writes of their sizes and
-        // outlive the call; `result` is a valid out-pointer.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                pwd.as_mut_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < MAX_NSS_BUF {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        // SAFETY: on success `result` points to `pwd`, fully initialized,
-        // whose `pw_name` is a NUL-terminated string inside `buf`, which is
-        // still alive and unchanged.
-        let name = unsafe { CStr::from_ptr((*result).pw_name) };
-        return name.to_str().ok().map(str::to_owned);
-    }
-}
-
-fn group_name(gid: u32) -> Option<String> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        let mut grp = std::mem::MaybeUninit::<libc::group>::uninit();
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: as in `user_name`.
-        let rc = unsafe {
-            libc::getgrgid_r(
-                gid,
-                grp.as_mut_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < MAX_NSS_BUF {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() {
-            return None;
-        }
-        // SAFETY: as in `user_name`: `gr_name` points into the live `buf`.
-        let name = unsafe { CStr::from_ptr((*result).gr_name) };
-        return name.to_str().ok().map(str::to_owned);
-    }
 }
 
 #[cfg(test)]

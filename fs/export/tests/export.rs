@@ -69,6 +69,13 @@ mod basics {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("d")).expect("mkdir");
         std::fs::write(dir.path().join("d/f"), b"hello").expect("write");
+        // An old mtime, so the write below changes it even where file
+        // system timestamps are coarse.
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("d/f"))
+            .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1)))
+            .expect("set mtime");
         std::os::unix::fs::symlink("f", dir.path().join("d/l")).expect("symlink");
         let root = rw(dir.path());
 
@@ -95,7 +102,6 @@ mod basics {
 
         // Writing changes the version, not the path.
         let h = f1.open(RDWR).await.expect("open");
-        std::thread::sleep(Duration::from_millis(5));
         h.handle.write(0, b"HELLO, world").await.expect("write");
         let a = f2.attr().await.expect("attr");
         assert_eq!(a.qid.path, f1.qid().path);

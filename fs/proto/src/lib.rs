@@ -274,3 +274,20 @@ pub mod l {
         pub const FLAG_BLOCK: u32 = 1;
     }
 }
+
+/// A time from the wire (`sec`, `nsec` since the epoch, as Rgetattr and
+/// Tsetattr carry them), or `None` when it does not fit a `SystemTime`.
+/// Nanoseconds beyond a second are clamped.
+pub fn wire_time(sec: u64, nsec: u64) -> Option<std::time::SystemTime> {
+    let nanos = u32::try_from(nsec.min(999_999_999)).unwrap_or(999_999_999);
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(sec, nanos))
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn hostile_wire_times_are_none_not_panics() {
+        assert_eq!(super::wire_time(u64::MAX, u64::MAX), None);
+        assert!(super::wire_time(1, 5).is_some());
+    }
+}

@@ -1,8 +1,6 @@
 //! Pure conversions between the wire's forms and the tree's: open checks,
 //! name checks, iounit, 9P2000.u device specs, Rgetattr and Tsetattr.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use ninep::{dm, l, Rgetattr, Tsetattr};
 
 use crate::error::{Error, Result};
@@ -101,33 +99,36 @@ pub(crate) fn getattr_reply(a: &Attr) -> Rgetattr {
     }
 }
 
-pub(crate) fn setattr_from_l(m: &Tsetattr) -> SetAttr {
+pub(crate) fn setattr_from_l(m: &Tsetattr) -> Result<SetAttr> {
     use l::setattr as sa;
     let has = |bit| m.valid & bit != 0;
     let time = |set_bit, explicit_bit, sec: u64, nsec: u64| {
         if !has(set_bit) {
-            None
+            Ok(None)
         } else if has(explicit_bit) {
-            Some(TimeSet::At(
-                UNIX_EPOCH + Duration::new(sec, (nsec % 1_000_000_000) as u32),
-            ))
+            ninep::wire_time(sec, nsec)
+                .map(|t| Some(TimeSet::At(t)))
+                .ok_or_else(|| {
+                    Error::invalid_arg(format!("setattr: time {sec}.{nsec} is out of range"))
+                })
         } else {
-            Some(TimeSet::Now)
+            Ok(Some(TimeSet::Now))
         }
     };
-    SetAttr {
+    Ok(SetAttr {
         mode: has(sa::MODE).then_some(m.mode & 0o7777),
         uid: has(sa::UID).then_some(m.uid),
         gid: has(sa::GID).then_some(m.gid),
         size: has(sa::SIZE).then_some(m.size),
-        atime: time(sa::ATIME, sa::ATIME_SET, m.atime_sec, m.atime_nsec),
-        mtime: time(sa::MTIME, sa::MTIME_SET, m.mtime_sec, m.mtime_nsec),
-    }
+        atime: time(sa::ATIME, sa::ATIME_SET, m.atime_sec, m.atime_nsec)?,
+        mtime: time(sa::MTIME, sa::MTIME_SET, m.mtime_sec, m.mtime_nsec)?,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn names_must_be_one_element() {
@@ -165,11 +166,18 @@ mod tests {
             size: 9,
             ..Default::default()
         };
-        let s = setattr_from_l(&m);
+        let s = setattr_from_l(&m).expect("in range");
         assert_eq!(s.atime, Some(TimeSet::Now));
         assert_eq!(s.mtime, Some(TimeSet::At(UNIX_EPOCH + Duration::new(5, 7))));
         assert_eq!(s.size, Some(9));
         assert_eq!(s.mode, None);
+        // A time from the wire that does not fit is an error, not a panic.
+        let far = Tsetattr {
+            valid: sa::MTIME | sa::MTIME_SET,
+            mtime_sec: u64::MAX,
+            ..Default::default()
+        };
+        assert!(setattr_from_l(&far).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   per-connection memory budgets.
 //! - [`synth`]: static directories, generated directories, text and ctl
 //!   files, the clone idiom.
+//! - [`ids`]: uid and gid to names (NSS).
 //! - [`listen`]: listeners for dial strings (`tcp!host!port`, `unix!/path`).
 //! - [`trace`]: one line per message for `-D`.
 //!
@@ -33,6 +34,7 @@
 mod conn;
 mod convert;
 pub mod error;
+pub mod ids;
 pub mod listen;
 mod session;
 pub mod synth;

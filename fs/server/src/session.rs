@@ -265,7 +265,7 @@ impl Session {
             }
             Fcall::Tsetattr(m) => {
                 let fid = self.fid(m.fid)?;
-                fid.node()?.setattr(setattr_from_l(&m)).await?;
+                fid.node()?.setattr(setattr_from_l(&m)?).await?;
                 Ok((Rsetattr {}.into(), Effect::None))
             }
             Fcall::Tstatfs(m) => {

@@ -587,25 +587,8 @@ fn process_gid() -> u32 {
 /// number.
 fn process_user() -> String {
     static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    USER.get_or_init(|| user_name(process_uid()).unwrap_or_else(|| process_uid().to_string()))
-        .clone()
-}
-
-fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: zeroed passwd is a valid out-parameter; getpwuid_r writes
-    // only within `pw` and `buf` (whose length we pass) and sets `result`
-    // to null or to `&mut pw`.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut result = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result);
-        if rc != 0 || result.is_null() || pw.pw_name.is_null() {
-            return None;
-        }
-        let name = std::ffi::CStr::from_ptr(pw.pw_name)
-            .to_string_lossy()
-            .into_owned();
-        (!name.is_empty()).then_some(name)
-    }
+    USER.get_or_init(|| {
+        crate::ids::user_name(process_uid()).unwrap_or_else(|| process_uid().to_string())
+    })
+    .clone()
 }

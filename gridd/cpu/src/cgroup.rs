@@ -360,11 +360,6 @@ impl JobCgroup {
             .collect()
     }
 
-    /// Whether the groups can list the job's processes.
-    pub fn can_list(&self) -> bool {
-        !self.dirs.is_empty()
-    }
-
     /// SIGKILLs every process in the groups until none is left (bounded).
     pub async fn kill_all(&self) {
         if let Some(d) = &self.unified {
@@ -400,11 +395,6 @@ impl JobCgroup {
         for d in self.dirs.iter().rev() {
             let _ = fs::remove_dir(d);
         }
-    }
-
-    /// Whether these are v2 groups.
-    pub fn is_v2(&self) -> bool {
-        self.v2
     }
 }
 
