@@ -1,8 +1,12 @@
-//! Plan 9 dial strings (dial(2)): `net!host!service`.
+//! Plan 9 dial strings (dial(2)) for the client: the parsing is
+//! [`ninep::Addr::parse_dial`], shared with gridd's listeners; this keeps
+//! only the networks a 9P client dials itself.
 
 use std::path::PathBuf;
 
-use crate::{Error, Result, DEFAULT_PORT};
+use ninep::Addr as DialString;
+
+use crate::{Error, Result};
 
 /// Where to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,72 +19,20 @@ pub(crate) enum Addr {
     Unix(PathBuf),
 }
 
-/// Parses `tcp!host!port`, `tcp!host`, `net!host!port`, `unix!/path`,
+/// Parses `tcp!host!port`, `tcp!host`, `net!host!9fs`, `unix!/path`,
 /// `host:port`, `[v6addr]:port`, `host` and `/path`.
 pub(crate) fn parse(addr: &str) -> Result<Addr> {
-    let bad = |why: &str| Error::Invalid(format!("dial string '{addr}': {why}"));
-    if addr.contains('!') {
-        let parts: Vec<&str> = addr.split('!').collect();
-        return match parts.as_slice() {
-            ["unix", path] if !path.is_empty() => unix(path).ok_or_else(|| bad("no unix sockets")),
-            ["tcp" | "net", host] if !host.is_empty() => Ok(tcp(host, DEFAULT_PORT)),
-            ["tcp" | "net", host, service] if !host.is_empty() => {
-                let port = port(service).ok_or_else(|| bad("bad port"))?;
-                Ok(tcp(host, port))
-            }
-            [net, ..] if !matches!(*net, "tcp" | "net" | "unix") => {
-                Err(bad(&format!("unknown network '{net}'")))
-            }
-            _ => Err(bad("expected tcp!host!port or unix!/path")),
-        };
-    }
-    if addr.starts_with('/') {
-        return unix(addr).ok_or_else(|| bad("no unix sockets"));
-    }
-    if addr.is_empty() {
-        return Err(bad("empty"));
-    }
-    // `[::1]:564`, `host:564`, or a bare host (a bare IPv6 address has
-    // several colons and no brackets).
-    if let Some(rest) = addr.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
-        let port = match tail.strip_prefix(':') {
-            Some(p) => port(p).ok_or_else(|| bad("bad port"))?,
-            None if tail.is_empty() => DEFAULT_PORT,
-            None => return Err(bad("junk after ']'")),
-        };
-        return Ok(tcp(host, port));
-    }
-    match addr.split_once(':') {
-        Some((host, p)) if !p.contains(':') => {
-            let port = port(p).ok_or_else(|| bad("bad port"))?;
-            Ok(tcp(host, port))
-        }
-        _ => Ok(tcp(addr, DEFAULT_PORT)),
-    }
-}
-
-fn tcp(host: &str, port: u16) -> Addr {
-    Addr::Tcp {
-        host: host.to_owned(),
-        port,
-    }
-}
-
-#[cfg(unix)]
-fn unix(path: &str) -> Option<Addr> {
-    Some(Addr::Unix(PathBuf::from(path)))
-}
-
-#[cfg(not(unix))]
-fn unix(_path: &str) -> Option<Addr> {
-    None
-}
-
-fn port(service: &str) -> Option<u16> {
-    match service {
-        "9fs" | "9p" => Some(DEFAULT_PORT),
-        s => s.parse().ok(),
+    let bad = |why: String| Error::Invalid(format!("dial string '{addr}': {why}"));
+    match DialString::parse_dial(addr) {
+        Ok(DialString::Tcp { host, port }) => Ok(Addr::Tcp { host, port }),
+        #[cfg(unix)]
+        Ok(DialString::Unix(path)) => Ok(Addr::Unix(path)),
+        #[cfg(not(unix))]
+        Ok(DialString::Unix(_)) => Err(bad("no unix sockets here".into())),
+        Ok(DialString::Quic { .. }) => Err(bad(
+            "9P over QUIC is spoken between grids; dial the local gridd instead".into(),
+        )),
+        Err(e) => Err(bad(e.to_string())),
     }
 }
 
@@ -91,7 +43,10 @@ mod tests {
     use super::*;
 
     fn t(host: &str, port: u16) -> Addr {
-        tcp(host, port)
+        Addr::Tcp {
+            host: host.to_owned(),
+            port,
+        }
     }
 
     #[test]
@@ -130,13 +85,14 @@ mod tests {
             "h:99999",
             "[::1",
             "a!b!c!d",
+            "quic!h!5640",
         ] {
             let e = parse(s).unwrap_err().to_string();
             assert!(e.contains("dial string"), "{s}: {e}");
         }
         assert_eq!(
             parse("udp!h!1").unwrap_err().to_string(),
-            "invalid request: dial string 'udp!h!1': unknown network 'udp'"
+            "invalid request: dial string 'udp!h!1': bad address 'udp!h!1': network must be tcp, unix or quic"
         );
     }
 }

@@ -110,9 +110,56 @@ impl Fid {
     /// Twalk); none makes a clone. Fails unless every name is walked.
     pub async fn walk<S: AsRef<str>>(&self, names: &[S]) -> Result<Fid> {
         let names: Vec<String> = names.iter().map(|s| s.as_ref().to_owned()).collect();
+        match self.walk_names(&names).await {
+            Err(Error::WalkIncomplete {
+                name,
+                walked,
+                total,
+            }) => Err(self.why_not(&names[..walked], name, total).await),
+            r => r,
+        }
+    }
+
+    /// Why a walk stopped at `name` after `walked`: 9P's Rwalk with fewer
+    /// qids than names carries no error (walk(5)), so the server's reason
+    /// (a peer unreachable, a policy) would be lost. Walking to the last
+    /// name reached and then `name` alone gets its Rerror. Costs two
+    /// round trips, on the error path only; if `name` now walks, the
+    /// plain "not found" stands, as it does when the reason is only
+    /// that the name does not exist.
+    async fn why_not(&self, walked: &[String], name: String, total: usize) -> Error {
+        let incomplete = Error::WalkIncomplete {
+            name: name.clone(),
+            walked: walked.len(),
+            total,
+        };
+        // The prefix walked once already, so this cannot recurse further
+        // than the number of names (each level is shorter).
+        let Ok(last) = Box::pin(self.walk_names(walked)).await else {
+            return incomplete;
+        };
+        match last.start_walk(vec![name]).await {
+            Ok(pending) => match pending.await {
+                // A plain "does not exist" is said better by the walk
+                // error, which names the element and the depth.
+                Err(e @ Error::Remote { .. })
+                    if std::io::Error::from(e.duplicate()).kind()
+                        != std::io::ErrorKind::NotFound =>
+                {
+                    e
+                }
+                // A fid the probe made is clunked as the reply drops.
+                _ => incomplete,
+            },
+            Err(_) => incomplete,
+        }
+    }
+
+    /// [`Fid::walk`] without asking why a walk stopped.
+    async fn walk_names(&self, names: &[String]) -> Result<Fid> {
         let mut chunks = names.chunks(MAXWELEM);
         let first = chunks.next().unwrap_or_default().to_vec();
-        let mut fid = self.finish_walk(self.start_walk(first).await?.await, &names, 0)?;
+        let mut fid = self.finish_walk(self.start_walk(first).await?.await, names, 0)?;
         let mut walked = MAXWELEM.min(names.len());
         for chunk in chunks {
             let body = ninep::Twalk {
@@ -122,7 +169,7 @@ impl Fid {
             };
             let r = expect!(self.client.call(body.into()).await?, Rwalk, "Twalk");
             if r.wqids.len() != chunk.len() {
-                return Err(walk_error(&names, walked, chunk.len(), r.wqids.len()));
+                return Err(walk_error(names, walked, chunk.len(), r.wqids.len()));
             }
             if let Some(q) = r.wqids.last() {
                 fid.qid = *q;

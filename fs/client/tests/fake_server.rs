@@ -661,15 +661,7 @@ async fn partial_walk_names_the_missing_element() {
     bounded(async {
         let (c, mut fake) = pair().await;
         let root = attach(&c, &mut fake).await;
-        let (r, _) = tokio::join!(root.walk(&["a", "b", "c"]), async {
-            fake.answer(|_| {
-                ninep::Rwalk {
-                    wqids: vec![qid(2)],
-                }
-                .into()
-            })
-            .await
-        });
+        let (r, _) = tokio::join!(root.walk(&["a", "b", "c"]), stops_at_b(&mut fake, 2));
         match r.unwrap_err() {
             Error::WalkIncomplete {
                 name,
@@ -689,6 +681,52 @@ async fn partial_walk_names_the_missing_element() {
             .await
         });
         assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+    })
+    .await;
+}
+
+/// Answers a walk of a/b/c that stops after `a`, then the client's probe
+/// of why (a walk of `a`, then of `b` alone, failed with `errno`), then
+/// the clunk of the probe's fid.
+async fn stops_at_b(fake: &mut Fake, errno: u32) {
+    let walk_a = |_: &Fcall| -> Fcall {
+        ninep::Rwalk {
+            wqids: vec![qid(2)],
+        }
+        .into()
+    };
+    fake.answer(walk_a).await;
+    let m = fake.answer(walk_a).await;
+    assert!(
+        matches!(&m.body, Fcall::Twalk(t) if t.wnames == ["a"]),
+        "{m:?}"
+    );
+    let m = fake
+        .answer(|_| ninep::Rlerror { ecode: errno }.into())
+        .await;
+    assert!(
+        matches!(&m.body, Fcall::Twalk(t) if t.wnames == ["b"]),
+        "{m:?}"
+    );
+    let m = fake.answer(|_| ninep::Rclunk {}.into()).await;
+    assert!(matches!(&m.body, Fcall::Tclunk(_)), "{m:?}");
+}
+
+/// Linux's errno for "no route to host".
+const EHOSTUNREACH: u32 = 113;
+
+#[tokio::test]
+async fn partial_walk_reports_the_servers_reason() {
+    bounded(async {
+        let (c, mut fake) = pair().await;
+        let root = attach(&c, &mut fake).await;
+        // Rwalk cannot say why it stopped; the probe's Rlerror can.
+        let (r, _) = tokio::join!(
+            root.walk(&["a", "b", "c"]),
+            stops_at_b(&mut fake, EHOSTUNREACH)
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.errno(), Some(EHOSTUNREACH), "{e:?}");
     })
     .await;
 }

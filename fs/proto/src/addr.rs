@@ -1,8 +1,11 @@
 //! Plan 9 dial strings: `tcp!host!port`, `unix!/path/to/socket`.
 //!
 //! Parsing only; connecting and listening belong to the crates that do I/O.
-//! For convenience `host:port`, `[v6]:port` and a bare `/path` are accepted
-//! too. The 9P port, 564, is the default for `tcp!host`.
+//! As in dial(2), `net` may stand for `tcp` and the service may be named
+//! (`9fs`, `9p`). For convenience `host:port`, `[v6]:port`, `[v6]` and a
+//! bare `/path` are accepted too. The 9P port, 564, is the default for
+//! `tcp!host`. [`Addr::parse_dial`], for clients, also takes a bare host
+//! name or address (`alice`, `::1`), as mount(8) does.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -46,9 +49,11 @@ impl Addr {
             input: s.to_owned(),
             why,
         };
-        let port = |p: &str| {
-            p.parse::<u16>()
-                .map_err(|_| err("port must be a number from 0 to 65535"))
+        let port = |p: &str| match p {
+            "9fs" | "9p" => Ok(DEFAULT_PORT),
+            p => p
+                .parse::<u16>()
+                .map_err(|_| err("port must be a number from 0 to 65535, 9fs or 9p")),
         };
         if let Some((net, rest)) = s.split_once('!') {
             let (host, p) = match rest.rsplit_once('!') {
@@ -58,17 +63,18 @@ impl Addr {
             return match net {
                 "unix" if !rest.is_empty() => Ok(Addr::Unix(PathBuf::from(rest))),
                 "unix" => Err(err("unix needs a path")),
-                "tcp" | "quic" if host.is_empty() => Err(err("missing host")),
-                "tcp" | "quic" => {
+                "tcp" | "net" | "quic" if host.is_empty() => Err(err("missing host")),
+                "tcp" | "net" | "quic" if host.contains('!') => Err(err("expected net!host!port")),
+                "tcp" | "net" | "quic" => {
                     let port = match p {
                         Some(p) => port(p)?,
                         None => DEFAULT_PORT,
                     };
                     let host = host.to_owned();
-                    Ok(if net == "tcp" {
-                        Addr::Tcp { host, port }
-                    } else {
+                    Ok(if net == "quic" {
                         Addr::Quic { host, port }
+                    } else {
+                        Addr::Tcp { host, port }
                     })
                 }
                 _ => Err(err("network must be tcp, unix or quic")),
@@ -78,12 +84,20 @@ impl Addr {
             return Ok(Addr::Unix(PathBuf::from(s)));
         }
         if let Some(rest) = s.strip_prefix('[') {
-            let (host, p) = rest
-                .split_once("]:")
+            let (host, tail) = rest
+                .split_once(']')
                 .ok_or_else(|| err("expected [address]:port"))?;
+            let port = match tail.strip_prefix(':') {
+                Some(p) => port(p)?,
+                None if tail.is_empty() => DEFAULT_PORT,
+                None => return Err(err("expected [address]:port")),
+            };
+            if host.is_empty() {
+                return Err(err("missing host"));
+            }
             return Ok(Addr::Tcp {
                 host: host.to_owned(),
-                port: port(p)?,
+                port,
             });
         }
         match s.rsplit_once(':') {
@@ -92,6 +106,25 @@ impl Addr {
                 port: port(p)?,
             }),
             _ => Err(err("expected tcp!host!port, unix!/path or host:port")),
+        }
+    }
+
+    /// [`Addr::parse`], and also a bare host name or address (`alice`,
+    /// `10.0.0.2`, `::1`) for TCP to the 9P port: what a client is given
+    /// on a command line. Listeners and configuration use the stricter
+    /// [`Addr::parse`], where a bare word is more likely a mistake.
+    pub fn parse_dial(s: &str) -> Result<Addr, AddrError> {
+        let strict = Addr::parse(s);
+        let bare_host = !s.is_empty()
+            && !s.contains(['!', '/', '[', ']'])
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            && (!s.contains(':') || s.parse::<std::net::Ipv6Addr>().is_ok());
+        match strict {
+            Err(_) if bare_host => Ok(Addr::Tcp {
+                host: s.to_owned(),
+                port: DEFAULT_PORT,
+            }),
+            r => r,
         }
     }
 
@@ -166,6 +199,14 @@ mod tests {
             Addr::parse("/run/g.sock"),
             Ok(Addr::Unix("/run/g.sock".into()))
         );
+        assert_eq!(Addr::parse("net!h!9fs"), Ok(tcp("h", 564)));
+        assert_eq!(Addr::parse("[::1]"), Ok(tcp("::1", 564)));
+        assert!(Addr::parse("[]:5").is_err());
+        assert!(Addr::parse("[::1]x").is_err());
+        assert!(Addr::parse("a!b!c!d").is_err());
+        assert!(Addr::parse("tcp!h!port").is_err());
+        assert!(Addr::parse("tcp!!1").is_err());
+        assert!(Addr::parse("unix!").is_err());
         assert!(Addr::parse("tcp!h!99999").is_err());
         assert!(Addr::parse("udp!h!1").is_err());
         assert!(Addr::parse("nonsense").is_err());
@@ -176,5 +217,28 @@ mod tests {
                 .and_then(|a| a.socket_addr_string()),
             Some("[::]:564".into())
         );
+    }
+
+    #[test]
+    fn dial_also_takes_a_bare_host() {
+        let tcp = |h: &str| Addr::Tcp {
+            host: h.into(),
+            port: DEFAULT_PORT,
+        };
+        assert_eq!(Addr::parse_dial("alice"), Ok(tcp("alice")));
+        assert_eq!(Addr::parse_dial("::1"), Ok(tcp("::1")));
+        assert_eq!(Addr::parse_dial("10.0.0.2"), Ok(tcp("10.0.0.2")));
+        assert_eq!(Addr::parse_dial("h:99"), Addr::parse("h:99"));
+        for bad in [
+            "",
+            "udp!h!1",
+            "h:99999",
+            "a b",
+            "x:y:z",
+            "[::1",
+            "tcp!h!port",
+        ] {
+            assert!(Addr::parse_dial(bad).is_err(), "{bad}");
+        }
     }
 }
