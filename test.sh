@@ -6,15 +6,17 @@
 #     ./test.sh
 #
 # As root it first installs the system packages the tests use (diod,
-# fuse3, yggdrasil, iproute2, iputils-ping, iperf3, qemu-system-x86,
-# busybox-static) and fetches a Debian kernel for the v9fs test
-# (tests/vm/); as a user, tests whose tools are missing say SKIP.
+# fuse3, yggdrasil, iproute2, iputils-ping, iperf3, curl, xz-utils,
+# qemu-system-x86, busybox-static) and fetches a Debian kernel for the v9fs test
+# (tests/vm/) and yggdrasil 0.5 for the overlay tests (tests/overlay/),
+# and then a test that would skip fails (GRID_TESTS_STRICT=1);
+# as a user, tests whose tools are missing say SKIP.
 set -eu
 cd "$(dirname "$0")"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     need=
-    for p in diod fuse3 libfuse3-dev pkg-config yggdrasil iproute2 iputils-ping iperf3; do
+    for p in diod fuse3 libfuse3-dev pkg-config yggdrasil iproute2 iputils-ping iperf3 curl xz-utils; do
         dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
     done
     if [ -n "$need" ]; then
@@ -27,6 +29,11 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     # (downloaded, not installed) in /var/cache/grid-tests/kernel.
     tests/vm/install-tools.sh
     tests/vm/fetch-kernel.sh
+    # The overlay tests also run against yggdrasil 0.5 (bookworm-backports),
+    # unpacked beside the system's 0.4.7 in /var/cache/grid-tests/yggdrasil-0.5.
+    tests/overlay/fetch-yggdrasil-0.5.sh
+    # Everything is installed: from here a test that would skip fails.
+    export GRID_TESTS_STRICT=1
 fi
 
 echo "== fmt"

@@ -80,19 +80,41 @@ pub enum Cmd {
     /// Print /status: name, key, addresses, uptime, version
     #[command(override_usage = "grid [-a ADDR] status")]
     Status,
-    /// Add a peer grid (by key, with quic!HOST!PORT addresses), remove one, or list them
-    #[command(override_usage = "grid [-a ADDR] peer add NAME KEY [ADDR...] | rm NAME | ls")]
+    /// List the grids seen on the local network (/net/lan): name, key, the peer each is, addresses
+    #[command(override_usage = "grid [-a ADDR] lan")]
+    Lan,
+    /// Add a peer grid (by key, with quic!HOST!PORT addresses), remove one, list them, or pair by invitation
+    #[command(
+        override_usage = "grid [-a ADDR] peer add NAME KEY [ADDR...] | rm NAME | ls | invite [--name NAME] [--offer POLICY] [--expires DURATION] | join [--name NAME] [--offer POLICY] TOKEN"
+    )]
     Peer {
-        /// add, rm or ls
-        #[arg(value_name = "add|rm|ls")]
+        /// add, rm, ls, invite or join
+        #[arg(value_name = "add|rm|ls|invite|join")]
         op: String,
-        /// NAME KEY [ADDR...] for add, NAME for rm
+        /// NAME KEY [ADDR...] for add, NAME for rm, TOKEN for join
         #[arg(value_name = "ARG")]
         args: Vec<String>,
+        /// invite: what this grid will call the joiner; join: what to call the inviter
+        #[arg(long = "name", value_name = "NAME")]
+        name: Option<String>,
+        /// invite, join: what this grid grants the other (grid-policy(7), `;`-separated)
+        #[arg(long = "offer", value_name = "POLICY")]
+        offer: Option<String>,
+        /// invite: how long the token lasts (90s, 10m, 1h, 2d; default 1h)
+        #[arg(long = "expires", value_name = "DURATION")]
+        expires: Option<String>,
     },
     /// Run a command as a job of /cpu, streaming its input and output; exit with its code
-    #[command(override_usage = "grid [-a ADDR] run [--limit KEY=VALUE,...] -- CMD [ARG...]")]
+    #[command(
+        override_usage = "grid [-a ADDR] run [--on PEER|any] [-v] [--limit KEY=VALUE,...] -- CMD [ARG...]"
+    )]
     Run {
+        /// Run on peer PEER (its /n/PEER/cpu), or on the grid with the most free granted cores
+        #[arg(long = "on", value_name = "PEER|any", value_parser = run::Target::parse)]
+        on: Option<run::Target>,
+        /// Say on standard error which grid runs the job
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
         /// Limits: cpu=TIME, mem=SIZE, time=TIME, procs=N (comma-separated, or the flag repeated)
         #[arg(long = "limit", value_name = "KEY=VALUE,...", value_delimiter = ',')]
         limit: Vec<String>,
@@ -167,12 +189,18 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
             mount::run(&spec, "grid")
         }
-        Cmd::Run { limit, argv } => run_job(
+        Cmd::Run {
+            on,
+            verbose,
+            limit,
+            argv,
+        } => run_job(
             &addr,
             RunSpec {
-                cpu: "/cpu".to_owned(),
+                on: on.unwrap_or(run::Target::Here),
                 limits: limit,
                 argv,
+                verbose,
             },
         ),
         Cmd::Umount { mountpoint } => match mount::unmount(&mountpoint, false) {
@@ -218,7 +246,22 @@ fn one_shot(addr: &str, cmd: Cmd) -> ExitCode {
             Cmd::Mkdir { path } => commands::mkdir(&ns, &path, umask).await,
             Cmd::Rm { path } => commands::rm(&ns, &path).await,
             Cmd::Status => commands::status(&ns).await,
-            Cmd::Peer { op, args } => match peer_op(&op, args) {
+            Cmd::Lan => crate::peer::lan(&ns).await,
+            Cmd::Peer {
+                op,
+                args,
+                name,
+                offer,
+                expires,
+            } => match peer_op(
+                &op,
+                args,
+                PairFlags {
+                    name,
+                    offer,
+                    expires,
+                },
+            ) {
                 Ok(op) => crate::peer::peer(&ns, &op).await,
                 Err(f) => {
                     let mut r = Report::default();
@@ -240,11 +283,45 @@ fn one_shot(addr: &str, cmd: Cmd) -> ExitCode {
     }
 }
 
+/// The flags of `grid peer invite` and `grid peer join`.
+#[derive(Debug, Default)]
+struct PairFlags {
+    name: Option<String>,
+    offer: Option<String>,
+    expires: Option<String>,
+}
+
 /// The [`PeerOp`](crate::peer::PeerOp) that `grid peer OP ARGS` names.
-fn peer_op(op: &str, mut args: Vec<String>) -> Result<crate::peer::PeerOp, Failure> {
+fn peer_op(
+    op: &str,
+    mut args: Vec<String>,
+    flags: PairFlags,
+) -> Result<crate::peer::PeerOp, Failure> {
     use crate::peer::PeerOp;
     let usage = |m: &str| Failure::at("peer", m);
+    let pairing = matches!(op, "invite" | "join");
+    if !pairing && (flags.name.is_some() || flags.offer.is_some() || flags.expires.is_some()) {
+        return Err(usage(
+            "--name, --offer and --expires go with invite or join",
+        ));
+    }
     match (op, args.len()) {
+        ("invite", 0) => Ok(PeerOp::Invite {
+            name: flags.name,
+            offer: flags.offer,
+            expires: flags.expires,
+        }),
+        ("invite", _) => Err(usage(
+            "usage: grid peer invite [--name NAME] [--offer POLICY] [--expires DURATION]",
+        )),
+        ("join", 1) if flags.expires.is_none() => Ok(PeerOp::Join {
+            name: flags.name,
+            offer: flags.offer,
+            token: args.remove(0),
+        }),
+        ("join", _) => Err(usage(
+            "usage: grid peer join [--name NAME] [--offer POLICY] TOKEN",
+        )),
         ("add", n) if n >= 2 => {
             let addrs = args.split_off(2);
             let key = args.pop().unwrap_or_default();
@@ -258,7 +335,9 @@ fn peer_op(op: &str, mut args: Vec<String>) -> Result<crate::peer::PeerOp, Failu
         ("rm", _) => Err(usage("usage: grid peer rm NAME")),
         ("ls", 0) => Ok(PeerOp::Ls),
         ("ls", _) => Err(usage("usage: grid peer ls")),
-        (other, _) => Err(usage(&format!("expected add, rm or ls, not '{other}'"))),
+        (other, _) => Err(usage(&format!(
+            "expected add, rm, ls, invite or join, not '{other}'"
+        ))),
     }
 }
 
@@ -364,6 +443,52 @@ mod tests {
     }
 
     #[test]
+    fn peer_invite_and_join_take_their_flags() {
+        use crate::peer::PeerOp;
+        let op = |args: &[&str]| match parse(args).unwrap().cmd {
+            Cmd::Peer {
+                op,
+                args,
+                name,
+                offer,
+                expires,
+            } => peer_op(
+                &op,
+                args,
+                PairFlags {
+                    name,
+                    offer,
+                    expires,
+                },
+            ),
+            other => Err(Failure::at("test", format!("not peer: {other:?}"))),
+        };
+        let invite = op(&["peer", "invite", "--name", "bob", "--offer", "files/pub r"]);
+        assert_eq!(
+            invite.unwrap(),
+            PeerOp::Invite {
+                name: Some("bob".into()),
+                offer: Some("files/pub r".into()),
+                expires: None,
+            }
+        );
+        let join = op(&["peer", "join", "grid1:abc", "--name", "alice"]);
+        assert_eq!(
+            join.unwrap(),
+            PeerOp::Join {
+                name: Some("alice".into()),
+                offer: None,
+                token: "grid1:abc".into(),
+            }
+        );
+        assert!(op(&["peer", "join"]).is_err());
+        assert!(op(&["peer", "join", "a", "b"]).is_err());
+        assert!(op(&["peer", "join", "--expires", "1h", "grid1:x"]).is_err());
+        assert!(op(&["peer", "invite", "extra"]).is_err());
+        assert!(op(&["peer", "rm", "bob", "--name", "x"]).is_err());
+    }
+
+    #[test]
     fn help_lists_every_command() {
         let text = usage();
         for cmd in [
@@ -374,7 +499,8 @@ mod tests {
             "] mkdir PATH",
             "] rm PATH",
             "] status",
-            "] run [--limit KEY=VALUE,...] -- CMD [ARG...]",
+            "] lan",
+            "] run [--on PEER|any] [-v] [--limit KEY=VALUE,...] -- CMD [ARG...]",
             "grid mount [-a ADDR]",
             "grid umount MOUNTPOINT",
             "grid help",

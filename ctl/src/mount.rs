@@ -37,6 +37,8 @@ const READY: &str = "ready";
 const STOP_WAIT: Duration = Duration::from_secs(5);
 /// How often the mount checks that gridd is still there.
 const LIVENESS_TICK: Duration = Duration::from_millis(500);
+/// How long the walk to `aname` may take.
+const WALK_WAIT: Duration = Duration::from_secs(20);
 
 /// What to mount where.
 #[derive(Debug, Clone)]
@@ -58,6 +60,9 @@ pub struct MountOptions {
     pub fuse: Vec<MountOption>,
     /// Who may use the mount besides its owner.
     pub acl: SessionACL,
+    /// The namespace path to mount (`aname=PATH`, as v9fs names it);
+    /// `None`: the root.
+    pub aname: Option<String>,
 }
 
 /// Options that mount(8), systemd or fstab use for themselves, and atime
@@ -117,6 +122,11 @@ impl MountOptions {
                     o.acl = SessionACL::RootAndOwner;
                     continue;
                 }
+                s if s.starts_with("aname=") => {
+                    let path = &s["aname=".len()..];
+                    o.aname = (!ns_root(path)).then(|| path.to_owned());
+                    continue;
+                }
                 // mount(8) adds user=NAME for fstab `user` mounts.
                 s if IGNORED.contains(&s)
                     || s.starts_with("x-")
@@ -140,15 +150,24 @@ impl MountOptions {
     /// the source name (`fsname`, what /proc/mounts shows) and subtype.
     fn config(&self, addr: &str) -> Config {
         let mut c = Config::default();
+        let source = match &self.aname {
+            Some(path) => format!("{addr}:{path}"),
+            None => addr.to_owned(),
+        };
         // fusermount3 splits options at commas.
         c.mount_options = vec![
-            MountOption::FSName(addr.replace(',', "_")),
+            MountOption::FSName(source.replace(',', "_")),
             MountOption::Subtype("grid".into()),
         ];
         c.mount_options.extend(self.fuse.iter().cloned());
         c.acl = self.acl;
         c
     }
+}
+
+/// Whether `path` names the namespace root (`/`, empty, `.`).
+fn ns_root(path: &str) -> bool {
+    crate::ns::elements(path).is_empty()
 }
 
 fn contrary(a: &MountOption, b: &MountOption) -> bool {
@@ -285,7 +304,11 @@ fn serve(spec: &MountSpec, child: bool) -> Result<(), Failure> {
     };
     let ns = runtime.block_on(Ns::connect(&spec.addr, Dialect::L))?;
     let client = ns.client().clone();
-    let fs = GridFs::new(runtime.handle().clone(), ns.into_root());
+    let root = match &spec.options.aname {
+        Some(path) => runtime.block_on(walk_to_dir(&ns, path))?,
+        None => ns.into_root(),
+    };
+    let fs = GridFs::new(runtime.handle().clone(), root);
     let session = fuser::Session::new(fs, &dir, &spec.options.config(&spec.addr))
         .map_err(|e| Failure::io(mountpoint.display(), &e))?;
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
@@ -328,6 +351,19 @@ fn serve(spec: &MountSpec, child: bool) -> Result<(), Failure> {
     };
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// A fid for the directory `path` (`aname=`), the root of the mount.
+/// Bounded: the path may lead to another grid (`/n/PEER`).
+async fn walk_to_dir(ns: &Ns, path: &str) -> Result<ninep_client::Fid, Failure> {
+    let fid = match tokio::time::timeout(WALK_WAIT, ns.walk(path)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(Failure::at(path, "timed out")),
+    };
+    if !fid.qid().is_dir() {
+        return Err(Failure::at(path, "not a directory"));
+    }
+    Ok(fid)
 }
 
 /// Tells the waiting parent the mount works, then lets go of its pipes
@@ -410,6 +446,9 @@ mod tests {
         assert_eq!(o.fuse, [MountOption::RO]);
         assert_eq!(o.acl, SessionACL::All);
         assert_eq!(MountOptions::parse("").unwrap(), MountOptions::default());
+        let o = MountOptions::parse("ro,aname=/n/bob/files").unwrap();
+        assert_eq!(o.aname.as_deref(), Some("/n/bob/files"));
+        assert_eq!(MountOptions::parse("aname=/").unwrap().aname, None);
         // What mount(8) passes for an fstab `user` mount.
         let o = MountOptions::parse("user=alice,nosuid,nodev,noexec,symfollow").unwrap();
         assert_eq!(

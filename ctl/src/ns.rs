@@ -157,6 +157,19 @@ impl Ns {
             .map_err(|e| Failure::remote(path, &e))
     }
 
+    /// The whole of the file at `path`, as text (invalid UTF-8 replaced).
+    pub async fn read_text(&self, path: &str) -> Result<String, Failure> {
+        let mut fid = self.walk(path).await?;
+        fid.open(ninep_client::OpenFlags::READ)
+            .await
+            .map_err(|e| Failure::remote(path, &e))?;
+        let data = fid
+            .read_all()
+            .await
+            .map_err(|e| Failure::remote(path, &e))?;
+        Ok(String::from_utf8_lossy(&data).into_owned())
+    }
+
     /// A fid for the directory that holds `path`, and the last name of
     /// `path`; `None` for the root itself, which has no parent.
     pub async fn walk_parent(&self, path: &str) -> Result<Option<(Fid, String)>, Failure> {

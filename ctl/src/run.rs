@@ -1,6 +1,6 @@
-//! `grid run [--limit KEY=VALUE,...] -- CMD [ARG...]`: a job through the
-//! files of `/cpu` (gridfs(4)), doing only what a person could do with
-//! echo and cat:
+//! `grid run [--on PEER|any] [--limit KEY=VALUE,...] -- CMD [ARG...]`: a
+//! job through the files of `/cpu` (gridfs(4)), doing only what a person
+//! could do with echo and cat:
 //!
 //! ```text
 //! open /cpu/clone (read+write)      the fid is now /cpu/N/ctl; read N
@@ -12,12 +12,15 @@
 //! write "rm"                        the job and its output are freed
 //! ```
 //!
-//! The job is found under a `/cpu` directory given by the caller, so
-//! running on another grid (`--on PEER`, with the federation) is the same
-//! code with `/n/PEER/cpu`.
+//! Running on another grid (`--on PEER`) is the same code with
+//! `/n/PEER/cpu`, the peer's `/cpu` as it grants it to this grid, reached
+//! through the local gridd. `--on any` first reads `/cpu/info` and every
+//! `/n/PEER/cpu/info` (each bounded by [`PLACE_TIMEOUT`]) and runs where
+//! the most granted cores are free ([`free_cores`]), this grid on a tie.
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ninep_client::{Fid, OpenFlags};
 use tokio::task::JoinHandle;
@@ -28,23 +31,63 @@ use crate::ns::{message, Failure, Ns};
 /// What `grid run` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSpec {
-    /// The `/cpu` directory to run in (`/cpu` here).
-    pub cpu: String,
+    /// Which grid runs the job.
+    pub on: Target,
     /// `KEY=VALUE` limits.
     pub limits: Vec<String>,
     /// The command and its arguments.
     pub argv: Vec<String>,
+    /// Say on standard error which grid runs the job.
+    pub verbose: bool,
 }
+
+/// Which grid runs a job (`--on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// This grid: `/cpu`.
+    Here,
+    /// A peer: `/n/PEER/cpu`.
+    Peer(String),
+    /// The grid with the most free granted cores (`--on any`).
+    Any,
+}
+
+impl Target {
+    /// `any`, or a peer's name (letters, digits, `-`, `_`, `.`).
+    pub fn parse(s: &str) -> Result<Target, String> {
+        if s == "any" {
+            return Ok(Target::Any);
+        }
+        gridd::config::check_name(s).map_err(|e| format!("--on: {e}"))?;
+        Ok(Target::Peer(s.to_owned()))
+    }
+}
+
+/// How long `--on any` waits for one grid's `cpu/info`; a grid that does
+/// not answer in time is left out.
+pub const PLACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the job and returns the exit code `grid run` should exit with:
 /// the job's, 128 + the signal that killed it, 127 when the command
 /// could not be found, 126 when it could not be run.
 pub async fn run(ns: &Ns, spec: &RunSpec) -> Result<u8, Failure> {
-    let cpu = spec.cpu.trim_end_matches('/');
-    let mut ctl = ns.walk(&format!("{cpu}/clone")).await?;
-    ctl.open(OpenFlags::RDWR)
-        .await
-        .map_err(|e| Failure::remote(format!("{cpu}/clone"), &e))?;
+    let (cpu, name) = match &spec.on {
+        Target::Here => ("/cpu".to_owned(), "this grid".to_owned()),
+        Target::Peer(p) => (format!("/n/{p}/cpu"), format!("peer {p}")),
+        Target::Any => place(ns).await?,
+    };
+    if spec.verbose {
+        eprintln!("grid: run: on {name} ({cpu})");
+    }
+    let cpu = cpu.as_str();
+    let mut ctl = match ns.walk(&format!("{cpu}/clone")).await {
+        Ok(ctl) => ctl,
+        Err(f) => return Err(no_cpu(ns, &spec.on, f).await),
+    };
+    if let Err(e) = ctl.open(OpenFlags::RDWR).await {
+        let msg = with_share(ns, cpu, message(&e)).await;
+        return Err(Failure::at(format!("{cpu}/clone"), msg));
+    }
     let n = String::from_utf8_lossy(
         &ctl.read(0, 64)
             .await
@@ -54,6 +97,7 @@ pub async fn run(ns: &Ns, spec: &RunSpec) -> Result<u8, Failure> {
     .to_owned();
     let job = Job {
         ctl: Arc::new(ctl),
+        cpu: cpu.to_owned(),
         dir: format!("{cpu}/{n}"),
     };
     let result = job.run(ns, spec).await;
@@ -64,6 +108,8 @@ pub async fn run(ns: &Ns, spec: &RunSpec) -> Result<u8, Failure> {
 
 struct Job {
     ctl: Arc<Fid>,
+    /// The `/cpu` directory the job is in.
+    cpu: String,
     dir: String,
 }
 
@@ -71,8 +117,15 @@ impl Job {
     async fn run(&self, ns: &Ns, spec: &RunSpec) -> Result<u8, Failure> {
         if !spec.limits.is_empty() {
             let limits: Vec<String> = spec.limits.iter().map(|l| cmdbuf_quote(l)).collect();
-            self.ctl_line(&format!("limit {}", limits.join(" ")))
-                .await?;
+            let line = format!("limit {}\n", limits.join(" "));
+            if let Err(e) = write_message(&self.ctl, &line).await {
+                let msg = with_share(ns, &self.cpu, message(&e)).await;
+                let msg = match msg.starts_with("cpu: ") {
+                    true => msg,
+                    false => format!("{} refused: {msg}", line.trim_end()),
+                };
+                return Err(Failure::at("run", msg));
+            }
         }
         let stdout = self.open(ns, "stdout", OpenFlags::READ).await?;
         let stderr = self.open(ns, "stderr", OpenFlags::READ).await?;
@@ -127,12 +180,142 @@ impl Job {
             .map_err(|e| Failure::remote(&path, &e))?;
         Ok(Arc::new(fid))
     }
+}
 
-    async fn ctl_line(&self, line: &str) -> Result<(), Failure> {
-        write_message(&self.ctl, &format!("{line}\n"))
-            .await
-            .map_err(|e| Failure::at("run", message(&e)))
+/// Why `CPU/clone` could not be walked, said plainly for a peer: it is not
+/// one, it cannot be reached, or it grants this grid no cpu.
+async fn no_cpu(ns: &Ns, on: &Target, walk: Failure) -> Failure {
+    let Target::Peer(peer) = on else {
+        return walk;
+    };
+    if let Err(f) = ns.walk(&format!("/n/{peer}")).await {
+        return match ns.walk(&format!("/net/peers/{peer}")).await {
+            Err(_) => Failure::at("run", format!("no peer '{peer}' (see grid peer ls)")),
+            Ok(_) => f,
+        };
     }
+    Failure::at(
+        "run",
+        format!("peer {peer} grants this grid no cpu (see /net/peers/{peer}/policy)"),
+    )
+}
+
+/// `msg`, with the share `CPU/info` shows when `msg` is not in `/cpu`'s
+/// own words: a peer's words do not cross 9P2000.L (only its errno does),
+/// so a refusal there would not say which share refused.
+async fn with_share(ns: &Ns, cpu: &str, msg: String) -> String {
+    if msg.starts_with("cpu: ") {
+        return msg;
+    }
+    let path = format!("{cpu}/info");
+    let info = match tokio::time::timeout(PLACE_TIMEOUT, ns.read_text(&path)).await {
+        Ok(Ok(info)) => info,
+        _ => return msg,
+    };
+    match info.lines().find_map(|l| l.strip_prefix("share ")) {
+        Some(share) => format!("{msg} (your share at {cpu}: {share})"),
+        None => msg,
+    }
+}
+
+/// `--on any`: the `/cpu` directory, and its grid's name, with the most
+/// free granted cores; this grid on a tie. Grids whose `info` cannot be
+/// read within [`PLACE_TIMEOUT`] are left out.
+async fn place(ns: &Ns) -> Result<(String, String), Failure> {
+    let mut candidates = vec![("/cpu".to_owned(), "this grid".to_owned())];
+    // Listing /n dials nobody; a peer that grants no cpu fails its walk.
+    if let Ok(n) = ns.walk("/n").await {
+        if let Ok(entries) = n.readdir().await {
+            for e in entries {
+                candidates.push((format!("/n/{}/cpu", e.name), format!("peer {}", e.name)));
+            }
+        }
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, (cpu, _)) in candidates.iter().enumerate() {
+        let root = ns
+            .root()
+            .try_clone()
+            .await
+            .map_err(|e| Failure::remote(&ns.addr, &e))?;
+        let cpu = crate::ns::elements(cpu);
+        reads.spawn(async move {
+            let read = async {
+                let info = read_in(&root, &cpu, "info").await?;
+                let jobs = read_in(&root, &cpu, "jobs").await?;
+                free_cores(&info, jobs.lines().count())
+            };
+            (
+                i,
+                tokio::time::timeout(PLACE_TIMEOUT, read)
+                    .await
+                    .ok()
+                    .flatten(),
+            )
+        });
+    }
+    let mut free: Vec<Option<f64>> = vec![None; candidates.len()];
+    while let Some(Ok((i, f))) = reads.join_next().await {
+        free[i] = f;
+    }
+    let best = free
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.map(|f| (i, f)))
+        // The first of equals: this grid is first.
+        .fold(None, |best: Option<(usize, f64)>, (i, f)| match best {
+            Some((_, b)) if b >= f => best,
+            _ => Some((i, f)),
+        });
+    match best {
+        Some((i, _)) => Ok(candidates.swap_remove(i)),
+        None => Err(Failure::at(
+            "run",
+            "--on any: no grid's cpu/info could be read (this grid's nor any peer's)",
+        )),
+    }
+}
+
+/// The text of `DIR/NAME` below `root`, or `None`.
+async fn read_in(root: &Fid, dir: &[String], name: &str) -> Option<String> {
+    let mut path = dir.to_vec();
+    path.push(name.to_owned());
+    let mut f = root.walk(&path).await.ok()?;
+    f.open(OpenFlags::READ).await.ok()?;
+    let data = f.read_all().await.ok()?;
+    Some(String::from_utf8_lossy(&data).into_owned())
+}
+
+/// How many cores a `cpu/info` text says are free for its reader: the
+/// cores its share grants (all the machine's when unlimited) less its
+/// running jobs, and no more than the machine's cores less the load
+/// average over a minute. `None` when the reader already has as many jobs
+/// (`held`, the lines of its `cpu/jobs`) as its share allows, or the text
+/// is not a `cpu/info`.
+pub fn free_cores(info: &str, held: usize) -> Option<f64> {
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+    };
+    let machine: f64 = field("cores")?.trim().parse().ok()?;
+    let load: f64 = field("load")
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let running: f64 = field("jobs")
+        .and_then(|j| j.trim().parse().ok())
+        .unwrap_or(0.0);
+    let share = field("share")?;
+    let limit = |key: &str| {
+        share
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    if limit("jobs").is_some_and(|jobs| held as f64 >= jobs) {
+        return None;
+    }
+    let granted = limit("cores").unwrap_or(machine).min(machine);
+    Some((granted - running).min(machine - load).max(0.0))
 }
 
 /// The exit code for a status line (gridfs(4)): `exited CODE`, `killed
@@ -250,6 +433,31 @@ fn cmdbuf_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(cores: u32, load: f64, jobs: u32, share: &str) -> String {
+        format!("cores {cores}\nload {load} 0 0\nmemtotal 1\nmemavail 1\narch x\nos linux 6\njobs {jobs}\nsandbox none\ncgroups none\nshare {share}\n")
+    }
+
+    #[test]
+    fn free_cores_are_the_granted_less_the_busy() {
+        let unlimited = "cores=unlimited jobs=unlimited mem=unlimited time=unlimited procs=unlimited confine=preferred";
+        assert_eq!(free_cores(&info(4, 1.0, 0, unlimited), 9), Some(3.0));
+        assert_eq!(free_cores(&info(4, 0.0, 1, unlimited), 1), Some(3.0));
+        let two = "cores=2 jobs=3 mem=256M time=unlimited procs=256 confine=required";
+        assert_eq!(free_cores(&info(8, 0.5, 1, two), 1), Some(1.0));
+        assert_eq!(free_cores(&info(8, 7.5, 0, two), 0), Some(0.5));
+        assert_eq!(free_cores(&info(8, 9.0, 0, two), 0), Some(0.0));
+        assert_eq!(free_cores(&info(8, 0.0, 1, two), 3), None, "no job left");
+        assert_eq!(free_cores("share withdrawn\n", 0), None);
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(Target::parse("any"), Ok(Target::Any));
+        assert_eq!(Target::parse("alice"), Ok(Target::Peer("alice".into())));
+        assert!(Target::parse("../cpu").is_err());
+        assert!(Target::parse("").is_err());
+    }
 
     #[test]
     fn exit_codes_follow_the_shell() {

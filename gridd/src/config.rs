@@ -38,6 +38,24 @@ pub struct Config {
     pub peers: BTreeMap<String, PeerConfig>,
     /// Named groups of peers and what each is offered (`[groups.NAME]`).
     pub groups: BTreeMap<String, GroupConfig>,
+    /// LAN discovery of other grids (`[lan]`).
+    pub lan: LanConfig,
+    /// The Yggdrasil overlay (`[overlay]`).
+    pub overlay: crate::overlay::OverlayConfig,
+}
+
+/// The `[lan]` table: discovery of other grids on the LAN (mDNS/DNS-SD).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanConfig {
+    /// Advertise this grid and list the others in `/net/lan` (only when a
+    /// QUIC listener is not loopback-only).
+    pub discover: bool,
+}
+
+impl Default for LanConfig {
+    fn default() -> Self {
+        LanConfig { discover: true }
+    }
 }
 
 /// One `[peers.NAME]` table: another grid, known by its key.
@@ -151,6 +169,35 @@ struct Raw {
     peers: BTreeMap<String, Spanned<RawPeer>>,
     #[serde(default)]
     groups: BTreeMap<String, Spanned<RawGroup>>,
+    #[serde(default)]
+    lan: RawLan,
+    #[serde(default)]
+    overlay: RawOverlay,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    yggdrasil: Option<Spanned<String>>,
+    port: Option<u16>,
+    quic_port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLan {
+    #[serde(default = "yes")]
+    discover: bool,
+}
+
+impl Default for RawLan {
+    fn default() -> Self {
+        RawLan { discover: true }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -325,7 +372,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         files,
         peers,
         groups,
+        lan: LanConfig {
+            discover: raw.lan.discover,
+        },
+        overlay: overlay_config(raw.overlay, &at)?,
     })
+}
+
+/// Checks the `[overlay]` table; what it leaves out keeps its default.
+fn overlay_config(
+    raw: RawOverlay,
+    at: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) -> Result<crate::overlay::OverlayConfig, ConfigError> {
+    let mut cfg = crate::overlay::OverlayConfig::default();
+    if let Some(y) = raw.yggdrasil {
+        cfg.yggdrasil = crate::overlay::Yggdrasil::parse(y.get_ref())
+            .map_err(|m| at(y.span(), "overlay.yggdrasil", m))?;
+    }
+    cfg.port = raw.port.unwrap_or(cfg.port);
+    cfg.quic_port = raw.quic_port.unwrap_or(cfg.quic_port);
+    Ok(cfg)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -414,6 +480,26 @@ trace = false
 # Named groups of peers: offer is granted to every member.
 #   [groups.clubhouse]
 #   offer = "files/sensors r"
+
+# Discovery of other grids on the LAN (mDNS/DNS-SD, _grid._udp): when a
+# quic listener is not loopback-only, advertise this grid (name, key,
+# port) and list the grids seen in /net/lan, so `peer add NAME KEY` needs
+# no address. What the LAN says is only a hint where to dial: the key is
+# still checked.
+[lan]
+discover = true
+
+# The Yggdrasil overlay (see gridd(8)). yggdrasil is "auto" (the admin
+# socket of Debian's yggdrasil, if there is one), "off", or an admin
+# endpoint (unix:///PATH or tcp://HOST:PORT). The daemon must run with
+# this grid's key (`gridd --yggdrasil-config` writes its config); then
+# gridd serves on its overlay address: plain 9P over TCP on port (from
+# configured peers only, each under its policy) and QUIC on quic_port.
+# 0 turns either off.
+[overlay]
+yggdrasil = "auto"
+port = 564
+quic_port = 5640
 "#,
         sock = crate::paths::socket_in(state).display(),
         max = MAX_MSIZE,
@@ -544,6 +630,41 @@ mod tests {
         assert_eq!(cfg.msize, ninep_server::DEFAULT_MAX_MSIZE);
         assert!(cfg.files.is_empty());
         assert!(!cfg.trace);
+        assert!(cfg.lan.discover);
+        assert_eq!(cfg.overlay, crate::overlay::OverlayConfig::default());
+    }
+
+    #[test]
+    fn overlay_settings_load_and_errors_name_the_key() {
+        let cfg = parse(
+            p(),
+            "[overlay]\nyggdrasil = \"unix:///run/y.sock\"\nport = 0\n",
+        )
+        .expect("loads");
+        assert_eq!(cfg.overlay.yggdrasil.to_string(), "unix:///run/y.sock");
+        assert_eq!(cfg.overlay.port, 0);
+        assert_eq!(cfg.overlay.quic_port, crate::overlay::DEFAULT_QUIC_PORT);
+        let e = parse(p(), "[overlay]\n\nyggdrasil = \"on\"\n").expect_err("bad");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("overlay.yggdrasil")),
+            "{e}"
+        );
+        let e = parse(p(), "[overlay]\nport = 70000\n").expect_err("range");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = parse(p(), "[overlay]\nprt = 1\n").expect_err("unknown key");
+        assert!(e.msg.contains("unknown field `prt`"), "{e}");
+    }
+
+    #[test]
+    fn lan_discovery_can_be_turned_off() {
+        assert!(parse(p(), "").expect("empty").lan.discover);
+        let cfg = parse(p(), "[lan]\ndiscover = false\n").expect("off");
+        assert!(!cfg.lan.discover);
+        let e = parse(p(), "[lan]\ndiscover = \"no\"\n").expect_err("type");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = parse(p(), "[lan]\ndiscovr = true\n").expect_err("unknown key");
+        assert!(e.msg.contains("unknown field `discovr`"), "{e}");
     }
 
     #[test]

@@ -130,15 +130,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .chain(quic.iter().map(|(a, _)| a.clone()))
         .collect();
     // Peers are dialed from the first QUIC listener, or from a socket of
-    // their own when nothing listens for them.
+    // their own when nothing listens for them: IPv6 and IPv4 ([::], so
+    // overlay addresses can be dialed too), or IPv4 alone where the host
+    // has no IPv6.
     match quic.first() {
         Some((_, ep)) => grid.peers.set_endpoint(ep.clone()),
         None => {
-            let any = Addr::Quic {
-                host: "0.0.0.0".into(),
-                port: 0,
-            };
-            match bind_quic(&any, &identity, grid.peers.known_keys()).await {
+            let mut bound = Err(anyhow::anyhow!("no address to bind"));
+            for host in ["::", "0.0.0.0"] {
+                let any = Addr::Quic {
+                    host: host.into(),
+                    port: 0,
+                };
+                bound = bind_quic(&any, &identity, grid.peers.known_keys()).await;
+                if bound.is_ok() {
+                    break;
+                }
+            }
+            match bound {
                 Ok(ep) => grid.peers.set_endpoint(ep),
                 Err(e) => eprintln!("gridd: peers cannot be dialed: {e:#}"),
             }
@@ -181,9 +190,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     // Proposals: answer the peers' exchanges, and send ours to each.
     let (sync_tx, sync_rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(crate::negotiate::serve(grid.peers.clone(), sync_rx));
+    // Pairing (grid-pair/1) is answered by pair.rs, which passes the rest on.
+    let sync_tx = crate::pair::router(grid.clone(), sync_tx);
     for name in grid.peers.names() {
         crate::negotiate::push(&grid.peers, &name);
     }
+    let lan = if cfg.lan.discover {
+        start_lan(&grid, &identity, &quic)
+    } else {
+        None
+    };
     for (addr, ep) in quic {
         let services = grid_transport::Services {
             ninep: Some(server.clone()),
@@ -200,12 +216,25 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             Ok(())
         });
     }
+    // The Yggdrasil overlay, in the background: the daemon may come later.
+    crate::overlay::spawn(crate::overlay::Join {
+        config: cfg.overlay.clone(),
+        key: identity.signing_key().clone(),
+        grid: grid.clone(),
+        server: server.clone(),
+        sync: sync_tx.clone(),
+        stop: stop_rx.clone(),
+    });
     drop(sync_tx);
 
     tokio::select! {
         _ = term.recv() => eprintln!("gridd: SIGTERM: shutting down"),
         _ = int.recv() => eprintln!("gridd: SIGINT: shutting down"),
         Some(r) = tasks.join_next() => bail!("a listener stopped: {r:?}"),
+    }
+    // Goodbyes first, so other grids drop this one at once.
+    if let Some(lan) = lan {
+        lan.stop().await;
     }
     // Jobs first: their end answers the reads waiting on them.
     if let Some(cpu) = &grid.cpu {
@@ -217,11 +246,48 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts LAN discovery for the QUIC listeners that are not loopback-only
+/// (none: nothing is advertised or browsed). A peer with no configured
+/// address that shows up on the LAN is sent this grid's proposal at once.
+fn start_lan(
+    grid: &Arc<Grid>,
+    identity: &Identity,
+    quic: &[(Addr, grid_transport::Endpoint)],
+) -> Option<crate::lan::Lan> {
+    let bound: Vec<std::net::SocketAddr> = quic
+        .iter()
+        .filter_map(|(_, ep)| ep.local_addr().ok())
+        .collect();
+    let me = crate::lan::Me {
+        name: grid.name.clone(),
+        key: grid_transport::PublicKey::of(identity.signing_key()),
+    };
+    let peers = grid.peers.clone();
+    crate::lan::Lan::start(&me, &bound, grid.peers.lan(), move |key| {
+        let Some(name) = peers.name_of(&key) else {
+            return;
+        };
+        if peers.config(&name).is_some_and(|c| c.addrs.is_empty()) {
+            crate::negotiate::push(&peers, &name);
+        }
+    })
+}
+
 /// Binds a QUIC endpoint for `addr` (`quic!HOST!PORT`) with this grid's
 /// key, accepting the keys in `known`.
 async fn bind_quic(
     addr: &Addr,
     identity: &Identity,
+    known: grid_transport::KnownKeys,
+) -> anyhow::Result<grid_transport::Endpoint> {
+    bind_quic_key(addr, identity.signing_key(), known).await
+}
+
+/// [`bind_quic`] with the key itself (the overlay binds its own listener
+/// from a background task).
+pub(crate) async fn bind_quic_key(
+    addr: &Addr,
+    key: &ed25519_dalek::SigningKey,
     known: grid_transport::KnownKeys,
 ) -> anyhow::Result<grid_transport::Endpoint> {
     let s = addr
@@ -233,10 +299,14 @@ async fn bind_quic(
         .next()
         .with_context(|| format!("cannot listen on {addr}: no address"))?;
     let config = grid_transport::Config {
-        alpns: vec![grid_transport::Alpn::NineP, grid_transport::Alpn::Sync],
+        alpns: vec![
+            grid_transport::Alpn::NineP,
+            grid_transport::Alpn::Sync,
+            grid_transport::Alpn::Pair,
+        ],
         ..Default::default()
     };
-    grid_transport::Endpoint::bind(sock, identity.signing_key(), known, config)
+    grid_transport::Endpoint::bind(sock, key, known, config)
         .with_context(|| format!("cannot listen on {addr}"))
 }
 

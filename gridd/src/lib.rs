@@ -15,14 +15,20 @@
 //! - [`peers`]: other grids: the peer table, `/n/PEER`, `/net/peers`,
 //!   and the policy view each peer is served ([`peers::GridFs`]);
 //!   `peers_ctl` holds their `/ctl` verbs.
+//! - [`lan`]: LAN discovery of other grids (mDNS/DNS-SD), `/net/lan`.
 //! - [`negotiate`]: the exchange of offers and requests between peers
 //!   (ALPN `grid-sync/1`).
+//! - [`pair`]: pairing invites (`/net/pair`, `/net/invites`, ALPN
+//!   `grid-pair/1`).
+//! - [`term`]: `/mnt/term` for peers' jobs: the caller's namespace,
+//!   mounted with `grid mount` for the job's sandbox to bind.
+//! - [`overlay`]: joining the Yggdrasil overlay: 9P over TCP and QUIC on
+//!   the grid's overlay address, plain TCP from known peers only.
 //! - [`daemon`]: start-up, listeners (QUIC for peers), signals and shutdown.
 //!
 //! # Non-goals (for now)
 //!
-//! `/store`, `/sensors`, pairing tokens and the Yggdrasil overlay come
-//! with later work.
+//! `/store` and `/sensors` come with later work.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -30,8 +36,12 @@ pub mod alloc;
 pub mod config;
 pub mod daemon;
 pub mod identity;
+pub mod lan;
 pub mod namespace;
 pub mod negotiate;
+pub mod overlay;
+pub mod pair;
 pub mod paths;
 pub mod peers;
 mod peers_ctl;
+pub mod term;

@@ -30,6 +30,9 @@ struct Flags {
     /// Print every 9P message on stderr
     #[arg(short = 'D', long = "trace")]
     trace: bool,
+    /// Print a yggdrasil config whose node key is this grid's key (for /etc/yggdrasil/yggdrasil.conf), and exit
+    #[arg(long = "yggdrasil-config")]
+    yggdrasil_config: bool,
 }
 
 fn parse_addr(s: &str) -> Result<Addr, String> {
@@ -60,6 +63,19 @@ fn parse_export(s: &str) -> Result<(String, Export), String> {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
+    if flags.yggdrasil_config {
+        let state = flags.state.unwrap_or_else(gridd::paths::default_state_dir);
+        return match gridd::overlay::yggdrasil_config_in(&state) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gridd: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     gridd::alloc::tune_for_large_buffers();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))

@@ -4,10 +4,13 @@
 //! /status          name, key, listen addresses, uptime, version: `key value` lines
 //! /ctl             grid-wide control messages (CTL_TABLE)
 //! /files/NAME/...  each exported host directory
-//! /cpu/...         jobs (grid-cpu), as the local owner sees them
+//! /cpu/...         jobs (grid-cpu), as the local owner sees them; a peer
+//!                  gets its own /cpu instead (peers.rs: PeerRoot)
 //! /ns              the namespace's bind and mount operations, namespace(6) form
 //! /n/PEER/...      each peer's tree, as it lets this grid see it (peers.rs)
 //! /net/peers/NAME  each peer's status, addr, key, rtt, policy, audit
+//! /net/pair        pairing requests: invite, join (pair.rs)
+//! /net/invites     the invites handed out (pair.rs)
 //! ```
 //!
 //! The root is a [`grid_ns::Namespace`] over these files, so `bind`,
@@ -78,6 +81,9 @@ pub struct Grid {
     pub started: Instant,
     /// Addresses being served.
     pub listen: Mutex<Vec<Addr>>,
+    /// The `overlay` line of `/status`: the Yggdrasil address once joined,
+    /// or why not yet (`gridd::overlay`); `None` prints no line.
+    pub overlay: Mutex<Option<String>>,
     /// grid.toml, where run-time export changes are saved.
     pub config_path: PathBuf,
     files: Arc<Dir>,
@@ -88,6 +94,8 @@ pub struct Grid {
     ns_file: Mutex<Option<PathBuf>>,
     /// Other grids: `/n`, `/net/peers`, and what each may see here.
     pub peers: Arc<Peers>,
+    /// Pairing invites handed out (`/net/pair`, `/net/invites`; pair.rs).
+    pub invites: Arc<crate::pair::Invites>,
     /// The namespace served, once made, for retrying pending mounts.
     served: Mutex<Option<Namespace>>,
 }
@@ -103,30 +111,48 @@ impl Grid {
     ) -> (Arc<Grid>, Vec<String>) {
         let mut problems = Vec::new();
         // Confined jobs never see gridd's state directory (its key, its socket).
-        let hide = config_path
+        let state = config_path
             .parent()
-            .filter(|d| d.join("identity.key").exists())
-            .map(|d| vec![d.to_path_buf()])
-            .unwrap_or_default();
+            .filter(|d| d.join("identity.key").exists());
+        let hide = state.map(|d| vec![d.to_path_buf()]).unwrap_or_default();
+        // Peers' jobs see their caller's namespace at /mnt/term, mounted
+        // through the owner's socket.
+        let socket = state.map(crate::paths::socket_in);
+        let term = match socket.map(|s| crate::term::GridTerm::new(&s)) {
+            Some(Ok(t)) => Some(Arc::new(t) as Arc<dyn grid_cpu::term::TermMounter>),
+            Some(Err(e)) => {
+                problems.push(format!("/mnt/term to peers' jobs: {e}"));
+                None
+            }
+            None => None,
+        };
         let cpu = grid_cpu::Cpu::new(grid_cpu::CpuConfig {
             hide,
+            term,
             ..Default::default()
         })
         .map_err(|e| problems.push(format!("cpu: {e}")))
         .ok();
+        let peers = Peers::new(BTreeMap::new());
         let grid = Arc::new(Grid {
             name,
             key,
             started: Instant::now(),
             listen: Mutex::new(Vec::new()),
+            overlay: Mutex::new(None),
             config_path,
             files: Arc::new(Dir::new(0o555)),
             exports: Mutex::new(BTreeMap::new()),
             cpu,
             ns_file: Mutex::new(None),
-            peers: Peers::new(BTreeMap::new()),
+            invites: Arc::new(crate::pair::Invites::new(peers.known_keys())),
+            peers,
             served: Mutex::new(None),
         });
+        // Each peer gets its own /cpu of the same jobs (peers.rs).
+        if let Some(cpu) = &grid.cpu {
+            grid.peers.set_cpu(cpu.clone());
+        }
         let weak = Arc::downgrade(&grid);
         grid.peers.on_heard(move || {
             if let Some(grid) = weak.upgrade() {
@@ -162,7 +188,10 @@ impl Grid {
                 .with("status", Arc::new(status))
                 .with("files", self.files.clone())
                 .with("n", Arc::new(NDir::new(self.peers.clone())))
-                .with("net", crate::peers::net_dir(&self.peers)),
+                .with(
+                    "net",
+                    crate::pair::with_files(crate::peers::net_dir(&self.peers), self),
+                ),
         );
         if let Some(cpu) = &self.cpu {
             files.insert("cpu", cpu.tree(grid_cpu::Reader::owner()));
@@ -223,6 +252,9 @@ impl Grid {
         let mut s = format!("name {}\nkey {}\n", self.name, self.key);
         for a in self.listen.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             s.push_str(&format!("listen {a}\n"));
+        }
+        if let Some(o) = &*self.overlay.lock().unwrap_or_else(|p| p.into_inner()) {
+            s.push_str(&format!("overlay {o}\n"));
         }
         s.push_str(&format!(
             "uptime {}\nversion {}\n",

@@ -6,7 +6,9 @@
 //!
 //! - its key in the [`KnownKeys`] the QUIC endpoint accepts clients by;
 //! - a [`LiveGrant`] and an [`Audit`]: its sessions are served through a
-//!   [`PolicyView`] of the namespace root under that grant ([`GridFs`]);
+//!   [`PolicyView`] of the namespace root under that grant ([`GridFs`]),
+//!   in which `cpu` is its own `/cpu` (its jobs, its grant's share), and
+//!   its jobs are killed when its last connection ends;
 //! - a [`RemoteTree`], `/n/NAME`, dialed on first use.
 //!
 //! The grant in force is my offer to the peer (its own, united with its
@@ -41,6 +43,9 @@ struct Peer {
     grant: LiveGrant,
     audit: Arc<Audit>,
     remote: Option<RemoteTree>,
+    /// The LAN addresses `remote` was last given (a peer with no
+    /// configured address is dialed where it was seen on the LAN).
+    lan_addrs: Vec<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -53,8 +58,17 @@ struct Table {
 pub struct Peers {
     known: KnownKeys,
     table: Mutex<Table>,
+    /// Jobs peers run here (`/cpu`), and which peer each live 9P
+    /// connection attached as, so a peer's jobs end with its last one.
+    cpu: PeerCpu,
     endpoint: Mutex<Option<Endpoint>>,
     on_heard: Mutex<Option<OnHeard>>,
+    /// Grids seen on the LAN (`lan`): dial hints for peers with no address.
+    lan: Arc<crate::lan::LanTable>,
+    /// This grid's overlay address, once `overlay.rs` has checked that it
+    /// is the grid key's: imports then dial peers' overlay addresses over
+    /// plain TCP from it.
+    overlay_source: Mutex<Option<std::net::Ipv6Addr>>,
 }
 
 /// Called after a peer's proposal has been heard.
@@ -75,6 +89,9 @@ pub enum PeerError {
     /// A group it names is not configured.
     #[error("no group '{0}'")]
     NoGroup(String),
+    /// The name is one `/cpu` uses for this grid's own jobs.
+    #[error("'{0}' names this grid's own jobs in /cpu; choose another peer name")]
+    Reserved(String),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,9 +107,37 @@ impl Peers {
                 peers: BTreeMap::new(),
                 groups,
             }),
+            cpu: PeerCpu::default(),
             endpoint: Mutex::new(None),
             on_heard: Mutex::new(None),
+            lan: Arc::new(crate::lan::LanTable::new()),
+            overlay_source: Mutex::new(None),
         })
+    }
+
+    /// Sets this grid's own overlay address (the grid key's, checked by
+    /// the caller), for every import made and to be made.
+    pub fn set_overlay_source(&self, addr: Option<std::net::Ipv6Addr>) {
+        *lock(&self.overlay_source) = addr;
+        let t = lock(&self.table);
+        for r in t.peers.values().filter_map(|p| p.remote.as_ref()) {
+            r.set_overlay_source(addr);
+        }
+    }
+
+    /// The grids seen on the LAN.
+    pub fn lan(&self) -> Arc<crate::lan::LanTable> {
+        self.lan.clone()
+    }
+
+    /// Where to dial a peer: its configured addresses, else where the LAN
+    /// saw its key (only a hint: the handshake still proves the key).
+    fn addrs_for(&self, cfg: &PeerConfig) -> Vec<SocketAddr> {
+        if cfg.addrs.is_empty() {
+            self.lan.addrs_of(&cfg.key)
+        } else {
+            socket_addrs(&cfg.addrs)
+        }
     }
 
     /// Replaces the groups (at start, before peers are added).
@@ -132,6 +177,9 @@ impl Peers {
 
     /// Adds a peer: its key is accepted from now on, under its offer.
     pub fn add(&self, name: &str, cfg: PeerConfig) -> std::result::Result<(), PeerError> {
+        if name == grid_cpu::Reader::owner().name {
+            return Err(PeerError::Reserved(name.to_owned()));
+        }
         let mut t = lock(&self.table);
         if t.peers.contains_key(name) {
             return Err(PeerError::Exists(name.to_owned()));
@@ -148,6 +196,7 @@ impl Peers {
             grant: LiveGrant::withdrawn(),
             audit: Arc::new(Audit::new()),
             remote: None,
+            lan_addrs: Vec::new(),
         };
         self.known.insert(peer.cfg.key, name);
         t.peers.insert(name.to_owned(), peer);
@@ -203,6 +252,18 @@ impl Peers {
             .map(|(n, _)| n.clone())
     }
 
+    /// The key of the configured peer whose Yggdrasil node address is
+    /// exactly `addr` (a grid's overlay node key is its grid key, so the
+    /// address names the key; gridd's plain-TCP 9P on the overlay is
+    /// taken only from these).
+    pub fn key_at_overlay_address(&self, addr: &std::net::Ipv6Addr) -> Option<PublicKey> {
+        lock(&self.table)
+            .peers
+            .values()
+            .map(|p| p.cfg.key)
+            .find(|k| grid_overlay::address_for_key(k.as_bytes()) == *addr)
+    }
+
     /// My proposal to `name`: my offer (with its groups') and my request.
     pub fn mine(&self, name: &str) -> Option<Proposal> {
         let t = lock(&self.table);
@@ -238,9 +299,9 @@ impl Peers {
         let addrs = {
             let t = lock(&self.table);
             let p = t.peers.get(name)?;
-            (p.cfg.key, p.cfg.addrs.clone())
+            p.cfg.clone()
         };
-        Some((addrs.0, socket_addrs(&addrs.1)))
+        Some((addrs.key, self.addrs_for(&addrs)))
     }
 
     /// The name of the peer with `key` (hex), if it is one.
@@ -258,20 +319,33 @@ impl Peers {
         let mut t = lock(&self.table);
         let peer = t.peers.get_mut(name).ok_or_else(Error::not_found)?;
         if let Some(r) = &peer.remote {
+            if peer.cfg.addrs.is_empty() {
+                // Follow the LAN; a change also ends the backoff.
+                let lan = self.lan.addrs_of(&peer.cfg.key);
+                if lan != peer.lan_addrs {
+                    r.set_addrs(lan.clone());
+                    peer.lan_addrs = lan;
+                }
+            }
             return Ok(r.clone());
         }
         let ep = self
             .endpoint()
             .ok_or_else(|| Error::io(format!("peer {name} unreachable: no quic endpoint")))?;
+        let addrs = self.addrs_for(&peer.cfg);
+        if peer.cfg.addrs.is_empty() {
+            peer.lan_addrs = addrs.clone();
+        }
         let remote = RemoteTree::new(
             ep,
             grid_transport::Peer {
                 name: name.to_owned(),
                 key: peer.cfg.key,
-                addrs: socket_addrs(&peer.cfg.addrs),
+                addrs,
             },
             ImportConfig::default(),
         );
+        remote.set_overlay_source(*lock(&self.overlay_source));
         peer.remote = Some(remote.clone());
         Ok(remote)
     }
@@ -285,7 +359,7 @@ impl Peers {
         let status = p.remote.as_ref().map(|r| r.status());
         match file {
             "status" => match &status {
-                Some(s) if s.connected => "connected\n".to_owned(),
+                Some(s) if s.connected => connected_line(s),
                 Some(s) => match (&s.last_error, s.retry_in) {
                     (Some(e), Some(d)) => {
                         format!("unreachable: {e} (retry in {}ms)\n", d.as_millis())
@@ -322,6 +396,17 @@ impl Peers {
             "audit" => p.audit.text(),
             _ => String::new(),
         }
+    }
+}
+
+/// `connected`, and `tcp!ADDR!PORT` when the session is plain 9P over
+/// TCP on the overlay rather than QUIC.
+fn connected_line(s: &grid_transport::ImportStatus) -> String {
+    match (s.via, s.addr) {
+        (Some(grid_transport::Via::Tcp), Some(a)) => {
+            format!("connected tcp!{}!{}\n", a.ip(), a.port())
+        }
+        _ => "connected\n".to_owned(),
     }
 }
 
@@ -385,12 +470,17 @@ fn socket_addrs(addrs: &[Addr]) -> Vec<SocketAddr> {
 /// The files of `/net/peers/NAME`. gridfs(4) documents each.
 pub const PEER_FILES: &[&str] = &["status", "addr", "key", "rtt", "policy", "audit"];
 
-/// `/net`: `peers/NAME/{status,addr,key,rtt,policy,audit}`.
+/// `/net`: `peers/NAME/{status,addr,key,rtt,policy,audit}`, and `lan`
+/// (the grids seen on the LAN, `lan.rs`).
 pub fn net_dir(peers: &Arc<Peers>) -> Arc<dyn Node> {
-    Arc::new(Dir::new(0o555).with(
-        "peers",
-        Arc::new(GenDir::new(0o555, PeerDirs(peers.clone()))),
-    ))
+    Arc::new(
+        Dir::new(0o555)
+            .with(
+                "peers",
+                Arc::new(GenDir::new(0o555, PeerDirs(peers.clone()))),
+            )
+            .with("lan", crate::lan::lan_file(peers)),
+    )
 }
 
 struct PeerDirs(Arc<Peers>);
@@ -507,11 +597,167 @@ impl FileServer for GridFs {
                 let (name, grant, audit) = self.peers.by_key(key).ok_or_else(|| {
                     Error::new(libc::EACCES, format!("key {key} is not a known peer"))
                 })?;
-                let view: Arc<dyn Node> = PolicyView::new(self.root.clone(), &name, grant, audit);
+                self.peers.cpu.attached(info.conn, &name);
+                let root = PeerRoot::new(self.root.clone(), &name, &grant, &self.peers.cpu);
+                let view: Arc<dyn Node> = PolicyView::new(root, &name, grant, audit);
                 walk_path(view, &info.aname).await
             }
             _ => walk_path(self.root.clone(), &info.aname).await,
         }
+    }
+
+    /// A peer's jobs end with its last connection: nobody is left to read
+    /// their output or wait for them.
+    async fn disconnect(&self, conn: u64) {
+        let Some(name) = self.peers.cpu.detached(conn) else {
+            return;
+        };
+        if let Some(cpu) = self.peers.cpu.service() {
+            // On a task of its own: the caller may be cancelled (a QUIC
+            // connection's sessions go with it) before every job is down.
+            let _ = tokio::spawn(async move { cpu.kill_jobs_of(&name).await }).await;
+        }
+    }
+}
+
+/// The processes one job of a peer may have when nothing else bounds them,
+/// so that a fork bomb from a peer is always contained.
+pub const PEER_PROCS: u32 = 256;
+
+/// The share a peer's grant gives it of `/cpu` (grid-policy(7)): `cores`
+/// for all its jobs together, `jobs` at once, `mem` and `time` for each
+/// job, at most [`PEER_PROCS`] processes per job, and always confined.
+pub fn peer_share(cpu: &grid_policy::Cpu) -> grid_cpu::Share {
+    grid_cpu::Share {
+        cores: cpu.cores.map(|c| c.get().saturating_mul(1000)),
+        jobs: cpu.jobs.map(|j| j.get()),
+        mem: cpu.mem.map(|m| m.get()),
+        time: cpu.time_limit(),
+        procs: Some(PEER_PROCS),
+        confine: grid_cpu::Confine::Required,
+        root: grid_cpu::RootView::System,
+    }
+}
+
+/// `/cpu` as peers get it: the service, and which peer each live 9P
+/// connection attached as.
+#[derive(Default)]
+struct PeerCpu {
+    service: Mutex<Option<grid_cpu::Cpu>>,
+    conns: Mutex<BTreeMap<u64, String>>,
+}
+
+impl PeerCpu {
+    fn service(&self) -> Option<grid_cpu::Cpu> {
+        lock(&self.service).clone()
+    }
+
+    fn attached(&self, conn: u64, peer: &str) {
+        lock(&self.conns).insert(conn, peer.to_owned());
+    }
+
+    /// Forgets `conn`; returns its peer if that was the peer's last one.
+    fn detached(&self, conn: u64) -> Option<String> {
+        let mut conns = lock(&self.conns);
+        let peer = conns.remove(&conn)?;
+        (!conns.values().any(|p| *p == peer)).then_some(peer)
+    }
+}
+
+impl Peers {
+    /// The jobs service peers get their own `/cpu` of (gridd's, when it
+    /// started): each peer sees only its jobs, under its grant's share.
+    pub fn set_cpu(&self, cpu: grid_cpu::Cpu) {
+        *lock(&self.cpu.service) = Some(cpu);
+    }
+}
+
+/// The namespace root as one peer reaches it, beneath its [`PolicyView`]:
+/// `cpu` is the peer's own `/cpu` (its jobs only, its grant's share, read
+/// afresh at each clone), never the owner's; everything else is the
+/// root's. The view above still decides whether `cpu` exists at all.
+struct PeerRoot {
+    inner: Arc<dyn Node>,
+    cpu: Option<Arc<dyn Node>>,
+}
+
+impl PeerRoot {
+    fn new(inner: Arc<dyn Node>, name: &str, grant: &LiveGrant, cpu: &PeerCpu) -> Arc<PeerRoot> {
+        let cpu = cpu.service().map(|service| {
+            let (name, grant) = (name.to_owned(), grant.clone());
+            service.live_tree(move || {
+                let policy = grant.current()?;
+                Some(grid_cpu::Reader {
+                    name: name.clone(),
+                    share: peer_share(policy.cpu()?),
+                    sees_all: false,
+                })
+            })
+        });
+        Arc::new(PeerRoot { inner, cpu })
+    }
+}
+
+#[async_trait]
+impl Node for PeerRoot {
+    fn qid(&self) -> Qid {
+        self.inner.qid()
+    }
+
+    async fn attr(&self) -> Result<Attr> {
+        self.inner.attr().await
+    }
+
+    async fn walk(&self, name: &str) -> Result<Arc<dyn Node>> {
+        match (name, &self.cpu) {
+            ("cpu", Some(cpu)) => Ok(cpu.clone()),
+            // No jobs service here: never the owner's tree either.
+            ("cpu", None) => Err(Error::not_found()),
+            _ => self.inner.walk(name).await,
+        }
+    }
+
+    async fn open(&self, mode: ninep_server::OpenMode) -> Result<ninep_server::Opened> {
+        self.inner.open(mode).await
+    }
+
+    async fn readdir(&self) -> Result<Vec<DirEntry>> {
+        self.inner.readdir().await
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        kind: ninep_server::CreateKind,
+        open: Option<ninep_server::OpenMode>,
+    ) -> Result<(Arc<dyn Node>, Option<ninep_server::Opened>)> {
+        self.inner.create(name, kind, open).await
+    }
+
+    async fn unlink(&self, name: &str, is_dir: bool) -> Result<()> {
+        self.inner.unlink(name, is_dir).await
+    }
+
+    async fn rename(&self, from: &str, to_dir: &Arc<dyn Node>, to: &str) -> Result<()> {
+        self.inner.rename(from, to_dir, to).await
+    }
+
+    async fn setattr(&self, set: ninep_server::SetAttr) -> Result<()> {
+        self.inner.setattr(set).await
+    }
+
+    async fn link(&self, target: &Arc<dyn Node>, name: &str) -> Result<()> {
+        self.inner.link(target, name).await
+    }
+
+    async fn statfs(&self) -> Result<ninep_server::Statfs> {
+        self.inner.statfs().await
+    }
+
+    /// The root's own, so that nodes handed to the root (rename, link)
+    /// downcast as they would without this wrapper.
+    fn as_any(&self) -> &dyn std::any::Any {
+        self.inner.as_any()
     }
 }
 
@@ -534,6 +780,7 @@ mod tests {
                 key: key.into(),
                 addr: "127.0.0.1:9".parse().expect("addr"),
             },
+            conn: 1,
         }
     }
 
@@ -649,5 +896,104 @@ mod tests {
         grid.peers.remove("alice").expect("rm");
         assert!(root.walk("files").await.is_err());
         assert!(fs.attach(&info(ALICE, "")).await.is_err());
+    }
+
+    async fn read_text(node: Arc<dyn Node>) -> String {
+        let mode = OpenMode {
+            read: true,
+            write: false,
+            truncate: false,
+            append: false,
+            exclusive: false,
+        };
+        let opened = node.open(mode).await.expect("open");
+        let data = opened.handle.read(0, 1 << 16).await.expect("read");
+        String::from_utf8(data).expect("utf8")
+    }
+
+    #[test]
+    fn a_grant_maps_to_a_confined_share() {
+        let policy: Policy = "cpu cores=2 jobs=3 mem=256M time=10m"
+            .parse()
+            .expect("policy");
+        let share = peer_share(policy.cpu().expect("cpu"));
+        assert_eq!(
+            share.text(),
+            "cores=2 jobs=3 mem=256M time=10m procs=256 confine=required"
+        );
+        let bare: Policy = "cpu".parse().expect("policy");
+        assert_eq!(
+            peer_share(bare.cpu().expect("cpu")).text(),
+            "cores=unlimited jobs=unlimited mem=unlimited time=unlimited procs=256 confine=required"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_gets_its_own_cpu_under_its_grant_in_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("grid.toml");
+        std::fs::write(&cfg_path, crate::config::default_text("t", dir.path())).expect("cfg");
+        let (grid, _) = Grid::new("t".into(), "k".into(), cfg_path, &BTreeMap::new());
+        if grid.cpu.is_none() {
+            eprintln!("SKIP: no cpu service here");
+            return;
+        }
+        assert!(matches!(
+            grid.peers.add(
+                "owner",
+                PeerConfig {
+                    key: ALICE.parse().expect("key"),
+                    addrs: Vec::new(),
+                    offer: Policy::none(),
+                    request: Policy::none(),
+                    groups: Vec::new(),
+                }
+            ),
+            Err(PeerError::Reserved(_))
+        ));
+        grid.peers
+            .add(
+                "alice",
+                PeerConfig {
+                    key: ALICE.parse().expect("key"),
+                    addrs: Vec::new(),
+                    offer: "cpu jobs=2 mem=256M".parse().expect("policy"),
+                    request: Policy::none(),
+                    groups: Vec::new(),
+                },
+            )
+            .expect("add");
+        let fs = GridFs {
+            root: grid.root(),
+            peers: grid.peers.clone(),
+        };
+        let root = fs.attach(&info(ALICE, "")).await.expect("attach");
+        let info_text = read_text(walk_path(root.clone(), "cpu/info").await.expect("info")).await;
+        assert!(
+            info_text.contains(
+                "share cores=unlimited jobs=2 mem=256M time=unlimited procs=256 confine=required\n"
+            ),
+            "{info_text}"
+        );
+        // The share follows the grant in force.
+        grid.peers
+            .set_proposal("alice", Some("cpu jobs=1".parse().expect("p")), None)
+            .expect("offer");
+        let info_text = read_text(walk_path(root.clone(), "cpu/info").await.expect("info")).await;
+        assert!(
+            info_text.contains("share cores=unlimited jobs=1 "),
+            "{info_text}"
+        );
+        // Without a cpu grant there is no cpu, not even the owner's.
+        grid.peers
+            .set_proposal("alice", Some(Policy::none()), None)
+            .expect("offer");
+        assert!(walk_path(root.clone(), "cpu").await.is_err());
+
+        // The last connection's end is the peer's end; one of two is not.
+        fs.peers.cpu.attached(2, "alice");
+        assert_eq!(fs.peers.cpu.detached(1), None);
+        assert_eq!(fs.peers.cpu.detached(2).as_deref(), Some("alice"));
+        assert_eq!(fs.peers.cpu.detached(2), None);
     }
 }

@@ -35,6 +35,39 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Says why a test cannot run here, on stderr as `SKIP: WHY`. Under
+/// `GRID_TESTS_STRICT=1`, which `./test.sh` sets once it has installed
+/// every tool (as it does in CI, as root), a skip fails the test instead:
+/// the suite must never pass by not running.
+pub fn skip(why: &str) {
+    if std::env::var_os("GRID_TESTS_STRICT").is_some_and(|v| v == "1") {
+        panic!("GRID_TESTS_STRICT=1, and this test would skip: {why}");
+    }
+    eprintln!("SKIP: {why}");
+}
+
+/// The standard output of a command that must succeed (else a panic
+/// naming `what`, with its status and standard error).
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: status {:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The standard error of a command that must fail.
+pub fn fails(out: Output, what: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{what}: succeeded, stdout {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Whether a system tool is installed (tests that need one skip, loudly, when not;
 /// `./test.sh` installs them).
 pub fn have(tool: &str) -> bool {
@@ -138,6 +171,67 @@ impl TestGrid {
         let host = it.next().expect("host").to_owned();
         let port = it.next().and_then(|p| p.parse().ok()).expect("port");
         (host, port)
+    }
+
+    /// The first QUIC listener's dial string (`quic!HOST!PORT`).
+    pub fn quic(&self) -> String {
+        self.addrs
+            .iter()
+            .find(|a| a.starts_with("quic!"))
+            .expect("a quic listener")
+            .clone()
+    }
+
+    /// The `grid` command aimed at this gridd's unix socket.
+    pub fn grid(&self) -> Command {
+        let mut cmd = Command::new(bin("grid"));
+        cmd.env_remove("GRID_ADDR").arg("-a").arg(self.unix_addr());
+        cmd
+    }
+
+    /// `grid cat PATH` on this grid.
+    pub fn cat(&self, path: &str) -> Output {
+        run(self.grid().args(["cat", path]))
+    }
+
+    /// Writes one control message to `/ctl`; it must be accepted.
+    pub fn ctl(&self, line: &str) {
+        ok(
+            run_with_input(
+                self.grid().args(["write", "/ctl"]),
+                format!("{line}\n").as_bytes(),
+            ),
+            line,
+        );
+    }
+
+    /// Waits (up to [`LIMIT`]) until the file at `path` reads successfully
+    /// and contains `needle` (proposals and discoveries travel in the
+    /// background); returns its text.
+    pub fn wait_for(&self, path: &str, needle: &str) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let out = self.cat(path);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path}: no '{needle}' in:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The grid's public key, from the `key` line of its `/status`.
+    pub fn key(&self) -> String {
+        ok(self.cat("/status"), "/status")
+            .lines()
+            .find_map(|l| l.strip_prefix("key "))
+            .expect("a key line")
+            .to_owned()
     }
 
     /// Everything gridd printed so far.

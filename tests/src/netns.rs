@@ -11,6 +11,11 @@
 //!
 //! Needs root, `ip` (iproute2), `yggdrasil` and `ping`:
 //! [`Line::skip_reason`] says which is missing, so tests can SKIP.
+//!
+//! [`Line::start`] runs the system's daemon (Debian 12's 0.4.7);
+//! [`Line::start_with`] takes a [`Ygg`], and [`Ygg::V05`] runs the 0.5
+//! daemon that `tests/overlay/fetch-yggdrasil-0.5.sh` unpacks (0.5 and 0.4
+//! do not peer with each other, so a line runs one version throughout).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -30,6 +35,48 @@ pub const PEER_PORT: u16 = 7000;
 const START_LIMIT: Duration = Duration::from_secs(15);
 
 static SERIAL: AtomicU32 = AtomicU32::new(0);
+
+/// Where `tests/overlay/fetch-yggdrasil-0.5.sh` unpacks yggdrasil 0.5
+/// (`GRID_YGGDRASIL_05` overrides it, for the script and for the tests).
+pub const YGGDRASIL_05_DIR: &str = "/var/cache/grid-tests/yggdrasil-0.5";
+
+/// Which yggdrasil a [`Line`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ygg {
+    /// The system's `yggdrasil` (0.4.7 in Debian 12).
+    System,
+    /// 0.5 from bookworm-backports, unpacked under [`YGGDRASIL_05_DIR`].
+    V05,
+}
+
+impl Ygg {
+    /// The daemon's executable.
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Ygg::System => PathBuf::from("yggdrasil"),
+            Ygg::V05 => {
+                let dir = std::env::var_os("GRID_YGGDRASIL_05")
+                    .map_or_else(|| PathBuf::from(YGGDRASIL_05_DIR), PathBuf::from);
+                dir.join("usr/sbin/yggdrasil")
+            }
+        }
+    }
+
+    /// Why this daemon cannot run here, if it cannot.
+    pub fn missing(self) -> Option<String> {
+        match self {
+            Ygg::System if !crate::have("yggdrasil") => {
+                Some("yggdrasil is not installed (./test.sh installs it)".into())
+            }
+            Ygg::V05 if !self.binary().exists() => Some(format!(
+                "{} is missing (tests/overlay/fetch-yggdrasil-0.5.sh fetches it; \
+                 ./test.sh runs that as root)",
+                self.binary().display()
+            )),
+            _ => None,
+        }
+    }
+}
 
 /// One namespace and its daemon.
 pub struct Node {
@@ -75,6 +122,8 @@ pub struct Line {
     rt: tokio::runtime::Runtime,
     /// `/etc/netns/NS` directories we created (removed on drop).
     etc: Vec<PathBuf>,
+    /// The daemon every node runs.
+    ygg: Ygg,
 }
 
 /// One veth pair between two nodes, with static addresses on both ends.
@@ -104,16 +153,25 @@ const LINKS: [Link; 2] = [
 ];
 
 impl Line {
-    /// Why the overlay tests cannot run here, if they cannot.
+    /// Why the overlay tests cannot run here with the system's daemon, if
+    /// they cannot.
     pub fn skip_reason() -> Option<String> {
+        Line::skip_reason_for(Ygg::System)
+    }
+
+    /// Why a line of `ygg` daemons cannot run here, if it cannot.
+    pub fn skip_reason_for(ygg: Ygg) -> Option<String> {
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Some("not root (network namespaces need it)".into());
         }
-        for tool in ["ip", "yggdrasil", "ping"] {
+        for tool in ["ip", "ping"] {
             if !crate::have(tool) {
                 return Some(format!("{tool} is not installed (./test.sh installs it)"));
             }
+        }
+        if let Some(why) = ygg.missing() {
+            return Some(why);
         }
         if !std::path::Path::new("/dev/net/tun").exists() {
             return Some("/dev/net/tun is missing".into());
@@ -128,10 +186,16 @@ impl Line {
         None
     }
 
-    /// Builds a—b—c and starts the daemons (b first, so a's and c's first
-    /// dial finds its listener: 0.4.7 would redial only after 60 s).
-    /// Returns when every daemon answers its admin socket.
+    /// Builds a—b—c and starts the system's daemons (b first, so a's and
+    /// c's first dial finds its listener: 0.4.7 would redial only after
+    /// 60 s). Returns when every daemon answers its admin socket.
     pub fn start() -> Line {
+        Line::start_with(Ygg::System)
+    }
+
+    /// [`Line::start`] with the daemon `ygg` on every node (check
+    /// [`Ygg::missing`] first).
+    pub fn start_with(ygg: Ygg) -> Line {
         reap_stale();
         let n = SERIAL.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::tempdir().expect("temp dir");
@@ -168,6 +232,7 @@ impl Line {
             dir,
             rt,
             etc: Vec::new(),
+            ygg,
         };
         for node in &line.nodes {
             must(Command::new("ip").args(["netns", "add", &node.ns]));
@@ -215,7 +280,9 @@ impl Line {
         let log = File::create(&node.log).expect("log file");
         let err = log.try_clone().expect("log file");
         let child = Command::new("ip")
-            .args(["netns", "exec", &node.ns, "yggdrasil", "-useconffile"])
+            .args(["netns", "exec", &node.ns])
+            .arg(self.ygg.binary())
+            .arg("-useconffile")
             .arg(&cfg)
             .stdin(Stdio::null())
             .stdout(log)
@@ -241,11 +308,31 @@ impl Line {
         }
     }
 
+    /// Stops node `i`'s daemon (its TUN and overlay address go with it).
+    pub fn stop_daemon(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `i`'s daemon again with the same config; returns when
+    /// it answers its admin socket.
+    pub fn restart_daemon(&mut self, i: usize) {
+        self.stop_daemon(i);
+        self.spawn(i);
+    }
+
     /// getSelf of node `i`.
     pub fn get_self(&self, i: usize) -> SelfInfo {
         self.rt
             .block_on(self.nodes[i].admin.get_self())
             .unwrap_or_else(|e| panic!("getSelf on {}: {e}", self.nodes[i].label))
+    }
+
+    /// The daemon every node runs.
+    pub fn ygg(&self) -> Ygg {
+        self.ygg
     }
 
     /// Runs an async admin call (or anything else) on the line's runtime.
@@ -279,10 +366,16 @@ impl Line {
         self.set_bc("down");
     }
 
-    /// Brings the b—c veth back up and has c redial b through the admin
-    /// socket, so recovery does not wait for 0.4.7's 60 s redial.
+    /// Brings the b—c veth back up. With 0.4.7, c then redials b through
+    /// the admin socket, so recovery does not wait for 0.4.7's 60 s
+    /// redial; 0.5 redials by itself with a short backoff (about a second
+    /// after a cut of a few seconds), which this leaves to it, so the
+    /// tests show it does.
     pub fn restore_bc(&self) {
         self.set_bc("up");
+        if self.ygg == Ygg::V05 {
+            return;
+        }
         let uri = self.peer_uri(2);
         if let Err(e) = self.rt.block_on(self.nodes[2].admin.redial(&uri)) {
             panic!("redial {uri} from c: {e}\n{}", self.nodes[2].log());
@@ -314,19 +407,53 @@ impl Line {
         std::fs::write(&hosts, text).expect("write hosts");
     }
 
-    /// Starts a real gridd inside node `i`'s namespace whose grid key is
-    /// that node's yggdrasil key (so its overlay address is derived from
-    /// its grid key), listening for 9P on `tcp!OVERLAY-ADDRESS!564` and on
-    /// whatever `args` add. Returns when every listener is serving.
+    /// Starts a real gridd inside node `i`'s namespace, named after the
+    /// node (`a`, `b`, `c`), whose grid key is that node's yggdrasil key
+    /// (so its overlay address is derived from its grid key) and whose
+    /// `[overlay]` points at the node's admin socket: it serves plain 9P on
+    /// `tcp!OVERLAY!564` (to its peers only) and QUIC on
+    /// `quic!OVERLAY!5640`, plus whatever `args` add. Returns when every
+    /// listener is serving.
     pub fn start_gridd(&self, i: usize, args: &[&str]) -> NsGrid {
+        let grid = self.spawn_gridd(i, &self.nodes[i].seed, args);
+        grid.wait_serving(3 + args.iter().filter(|a| **a == "--listen").count())
+    }
+
+    /// Starts a gridd in node `i`'s namespace as [`Line::start_gridd`]
+    /// does, but with the grid key of `seed`, which need not be the node's
+    /// overlay key, and returns at once (wait with
+    /// [`NsGrid::wait_serving`] or [`NsGrid::wait_log`]).
+    pub fn spawn_gridd(&self, i: usize, seed: &[u8; 32], args: &[&str]) -> NsGrid {
+        self.spawn_gridd_with(i, seed, "", args)
+    }
+
+    /// [`Line::start_gridd`] with `overlay` (grid.toml lines, such as
+    /// `port = 0\n`) added to its `[overlay]` table; returns once its
+    /// `listeners` (the unix socket included) are serving.
+    pub fn start_gridd_with(
+        &self,
+        i: usize,
+        overlay: &str,
+        listeners: usize,
+        args: &[&str],
+    ) -> NsGrid {
+        self.spawn_gridd_with(i, &self.nodes[i].seed, overlay, args)
+            .wait_serving(listeners)
+    }
+
+    fn spawn_gridd_with(&self, i: usize, seed: &[u8; 32], overlay: &str, args: &[&str]) -> NsGrid {
         let node = &self.nodes[i];
         let state = tempfile::tempdir().expect("state dir");
-        write_identity(&state.path().join("identity.key"), &node.seed);
-        let listen = format!("tcp!{}!564", node.address());
+        write_identity(&state.path().join("identity.key"), seed);
+        let config = format!(
+            "name = \"{}\"\n\n[overlay]\nyggdrasil = \"{}\"\n{overlay}",
+            node.label,
+            node.admin.addr()
+        );
+        std::fs::write(state.path().join("grid.toml"), config).expect("write grid.toml");
         let mut cmd = node.command(&crate::bin("gridd").display().to_string());
         cmd.arg("--state")
             .arg(state.path())
-            .args(["--listen", &listen])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -339,8 +466,8 @@ impl Line {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains(" serving ") {
-                        let _ = tx.send(());
+                    if let Some((_, addr)) = line.split_once(" serving ") {
+                        let _ = tx.send(addr.to_owned());
                     }
                     if let Ok(mut l) = log.lock() {
                         l.push(line);
@@ -348,25 +475,16 @@ impl Line {
                 }
             });
         }
-        let grid = NsGrid {
-            _state: state,
+        let public = YggConfig::for_seed(seed).public_key();
+        NsGrid {
+            label: node.label,
+            key: public.iter().map(|b| format!("{b:02x}")).collect(),
+            state,
             child,
             log,
-        };
-        // The unix socket, --listen, and whatever args add.
-        let expected = 2 + args.iter().filter(|a| **a == "--listen").count();
-        let deadline = Instant::now() + crate::LIMIT;
-        for _ in 0..expected {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if rx.recv_timeout(left).is_err() {
-                panic!(
-                    "gridd in {} did not start serving:\n{}",
-                    node.ns,
-                    grid.log()
-                );
-            }
+            serving: Mutex::new(rx),
+            addrs: Vec::new(),
         }
-        grid
     }
 
     /// Every daemon's log, for failure messages.
@@ -428,15 +546,93 @@ fn reap_stale() {
 
 /// A gridd running in a namespace; killed on drop.
 pub struct NsGrid {
-    _state: tempfile::TempDir,
+    /// The node it runs in, which is also its name.
+    pub label: char,
+    /// Its grid key (the node's overlay key), hex.
+    pub key: String,
+    /// Its state directory (removed on drop).
+    pub state: tempfile::TempDir,
+    /// Addresses it announced, in order (the unix socket first).
+    pub addrs: Vec<String>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// The addresses of its `serving` lines, as they come.
+    serving: Mutex<std::sync::mpsc::Receiver<String>>,
 }
 
 impl NsGrid {
     /// Everything it printed so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Waits until `count` listeners are serving (the unix socket, each
+    /// --listen, and the overlay's TCP and QUIC when it joins).
+    pub fn wait_serving(mut self, count: usize) -> NsGrid {
+        let deadline = Instant::now() + crate::LIMIT;
+        while self.addrs.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = self.serving.lock().map(|rx| rx.recv_timeout(left));
+            match next {
+                Ok(Ok(addr)) => self.addrs.push(addr),
+                _ => panic!(
+                    "gridd in {} did not start serving:\n{}",
+                    self.label,
+                    self.log()
+                ),
+            }
+        }
+        self
+    }
+
+    /// Waits (up to [`crate::LIMIT`]) until a line of its log contains
+    /// `needle`, and returns that line.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + crate::LIMIT;
+        loop {
+            if let Some(l) = self.log().lines().find(|l| l.contains(needle)) {
+                return l.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gridd in {}: no '{needle}' in its log:\n{}",
+                self.label,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Its unix socket's dial string (reachable from outside the namespace).
+    pub fn unix_addr(&self) -> &str {
+        &self.addrs[0]
+    }
+
+    /// `grid -a UNIX-SOCKET`, run on the host: the owner's view.
+    pub fn grid(&self) -> Command {
+        let mut cmd = Command::new(crate::bin("grid"));
+        cmd.env_remove("GRID_ADDR").arg("-a").arg(self.unix_addr());
+        cmd
+    }
+
+    /// Writes `line` to its /ctl; panics with its log if that fails.
+    pub fn ctl(&self, line: &str) {
+        let out = crate::run_with_input(
+            self.grid().args(["write", "/ctl"]),
+            format!("{line}\n").as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "{line}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
+    /// Its /status.
+    pub fn status(&self) -> String {
+        let out = crate::run(self.grid().args(["cat", "/status"]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 

@@ -306,9 +306,9 @@ async fn memory_and_process_limits() {
         .unwrap_or("cgroups none")
         .to_owned();
     if !cgroups.contains(" memory") || !cgroups.contains(" pids") {
-        eprintln!(
-            "SKIP memory and process limits: gridd has no memory and pids cgroups here ({cgroups})"
-        );
+        grid_tests::skip(&format!(
+            "memory and process limits: gridd has no memory and pids cgroups here ({cgroups})"
+        ));
         return;
     }
     // tail -n keeps a line without newlines in memory, and /dev/zero has

@@ -3,91 +3,14 @@
 //! `/ctl` and read through `/n/PEER` with the `grid` command.
 
 use std::path::Path;
-use std::process::{Command, Output};
+
 use std::time::{Duration, Instant};
 
-use grid_tests::{bin, run, run_with_input, TestGrid};
+use grid_tests::{fails, ok, run, run_with_input, TestGrid};
 
 const QUIC: &str = "quic!127.0.0.1!0";
 /// A key no grid here holds.
 const GHOST: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
-
-/// `grid -a` aimed at `g`'s unix socket.
-fn grid(g: &TestGrid) -> Command {
-    let mut cmd = Command::new(bin("grid"));
-    cmd.env_remove("GRID_ADDR").arg("-a").arg(g.unix_addr());
-    cmd
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: status {:?}, stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fails(out: Output, what: &str) -> String {
-    assert!(!out.status.success(), "{what}: succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn cat(g: &TestGrid, path: &str) -> Output {
-    run(grid(g).args(["cat", path]))
-}
-
-fn ctl(g: &TestGrid, line: &str) {
-    ok(
-        run_with_input(
-            grid(g).args(["write", "/ctl"]),
-            format!("{line}\n").as_bytes(),
-        ),
-        line,
-    );
-}
-
-/// Waits (up to 10 s) until the file at `path` on `g` contains `needle`:
-/// proposals travel in the background.
-fn wait_for(g: &TestGrid, path: &str, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = cat(g, path);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() && text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path}: no '{needle}' in:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The key line of `g`'s /status.
-fn key(g: &TestGrid) -> String {
-    let status = ok(cat(g, "/status"), "status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("key "))
-        .expect("a key line")
-        .to_owned()
-}
-
-/// `g`'s QUIC address as announced.
-fn quic(g: &TestGrid) -> String {
-    g.addrs
-        .iter()
-        .find(|a| a.starts_with("quic!"))
-        .expect("a quic listener")
-        .clone()
-}
 
 fn start(exports: &[(&str, &Path)]) -> TestGrid {
     let mut args = vec!["--listen".to_owned(), QUIC.to_owned()];
@@ -122,40 +45,26 @@ fn peers_read_and_write_as_granted_and_nothing_else() {
     let carol = start(&[]);
     let t = Instant::now();
 
-    ctl(
-        &bob,
-        &format!("peer add alice {} {}", key(&alice), quic(&alice)),
-    );
-    ctl(&bob, "offer alice 'files/pub rw; files/ro r'");
-    ctl(
-        &alice,
-        &format!("peer add bob {} {}", key(&bob), quic(&bob)),
-    );
+    bob.ctl(&format!("peer add alice {} {}", alice.key(), alice.quic()));
+    bob.ctl("offer alice 'files/pub rw; files/ro r'");
+    alice.ctl(&format!("peer add bob {} {}", bob.key(), bob.quic()));
     // Alice asks for more than she is offered; the grant is the overlap,
     // and both sides show it.
-    ctl(
-        &alice,
-        "request bob 'files/pub rw; files/ro r; files/priv r'",
-    );
-    wait_for(
-        &bob,
+    alice.ctl("request bob 'files/pub rw; files/ro r; files/priv r'");
+    bob.wait_for(
         "/net/peers/alice/policy",
         "their-request files/priv r; files/pub rw; files/ro r\n",
     );
-    wait_for(
-        &alice,
+    alice.wait_for(
         "/net/peers/bob/policy",
         "received files/pub rw; files/ro r\n",
     );
 
     // /n lists peers without dialing; /net/peers describes them.
-    assert_eq!(ok(run(grid(&alice).args(["ls", "/n"])), "ls /n"), "bob\n");
-    assert_eq!(
-        ok(cat(&alice, "/net/peers/bob/key"), "key").trim(),
-        key(&bob)
-    );
-    assert_eq!(ok(cat(&alice, "/net/peers/bob/status"), "status"), "idle\n");
-    let policy = ok(cat(&bob, "/net/peers/alice/policy"), "policy");
+    assert_eq!(ok(run(alice.grid().args(["ls", "/n"])), "ls /n"), "bob\n");
+    assert_eq!(ok(alice.cat("/net/peers/bob/key"), "key").trim(), bob.key());
+    assert_eq!(ok(alice.cat("/net/peers/bob/status"), "status"), "idle\n");
+    let policy = ok(bob.cat("/net/peers/alice/policy"), "policy");
     assert!(
         policy.contains("grant files/pub rw; files/ro r"),
         "{policy}"
@@ -163,12 +72,12 @@ fn peers_read_and_write_as_granted_and_nothing_else() {
 
     // Read and write as granted.
     assert_eq!(
-        ok(cat(&alice, "/n/bob/files/pub/hello.txt"), "read pub"),
+        ok(alice.cat("/n/bob/files/pub/hello.txt"), "read pub"),
         "pub\n"
     );
     ok(
         run_with_input(
-            grid(&alice).args(["write", "/n/bob/files/pub/new.txt"]),
+            alice.grid().args(["write", "/n/bob/files/pub/new.txt"]),
             b"from alice\n",
         ),
         "write pub",
@@ -178,18 +87,18 @@ fn peers_read_and_write_as_granted_and_nothing_else() {
         "from alice\n"
     );
     assert_eq!(
-        ok(cat(&alice, "/n/bob/files/ro/hello.txt"), "read ro"),
+        ok(alice.cat("/n/bob/files/ro/hello.txt"), "read ro"),
         "ro\n"
     );
     assert_eq!(
-        ok(cat(&alice, "/net/peers/bob/status"), "status"),
+        ok(alice.cat("/net/peers/bob/status"), "status"),
         "connected\n"
     );
 
     // Outside the rw grant: EACCES (over .L only the errno arrives).
     let err = fails(
         run_with_input(
-            grid(&alice).args(["write", "/n/bob/files/ro/hello.txt"]),
+            alice.grid().args(["write", "/n/bob/files/ro/hello.txt"]),
             b"no\n",
         ),
         "write ro",
@@ -202,77 +111,76 @@ fn peers_read_and_write_as_granted_and_nothing_else() {
 
     // Names outside the grants do not exist, and `..` does not climb out.
     assert_eq!(
-        ok(run(grid(&alice).args(["ls", "/n/bob/files"])), "ls"),
+        ok(run(alice.grid().args(["ls", "/n/bob/files"])), "ls"),
         "pub\nro\n"
     );
-    let err = fails(cat(&alice, "/n/bob/files/priv/hello.txt"), "priv");
+    let err = fails(alice.cat("/n/bob/files/priv/hello.txt"), "priv");
     assert!(
         err.contains("not found") || err.contains("No such"),
         "{err}"
     );
-    let err = fails(cat(&alice, "/n/bob/files/pub/../priv/hello.txt"), "..");
+    let err = fails(alice.cat("/n/bob/files/pub/../priv/hello.txt"), "..");
     assert!(!err.is_empty());
-    let err = fails(cat(&alice, "/n/bob/status"), "status");
+    let err = fails(alice.cat("/n/bob/status"), "status");
     assert!(!err.is_empty());
 
     // Bob counted it all.
-    let audit = ok(cat(&bob, "/net/peers/alice/audit"), "audit");
+    let audit = ok(bob.cat("/net/peers/alice/audit"), "audit");
     assert!(!audit.is_empty(), "{audit}");
 
     // An unknown key is refused: carol knows bob, bob does not know carol.
-    ctl(
-        &carol,
-        &format!("peer add bob {} {}", key(&bob), quic(&bob)),
-    );
+    carol.ctl(&format!("peer add bob {} {}", bob.key(), bob.quic()));
     // A walk that fails after its first name loses its error text in 9P
     // (a partial Rwalk): the reason is in /net/peers/NAME/status.
-    fails(cat(&carol, "/n/bob/files/pub/hello.txt"), "carol");
-    let status = ok(cat(&carol, "/net/peers/bob/status"), "carol status");
+    fails(carol.cat("/n/bob/files/pub/hello.txt"), "carol");
+    let status = ok(carol.cat("/net/peers/bob/status"), "carol status");
     assert!(status.starts_with("unreachable"), "{status}");
 
     // An unreachable peer fails promptly.
-    ctl(&alice, &format!("peer add ghost {GHOST} quic!127.0.0.1!9"));
+    alice.ctl(&format!("peer add ghost {GHOST} quic!127.0.0.1!9"));
     let t0 = Instant::now();
-    fails(run(grid(&alice).args(["ls", "/n/ghost"])), "ghost");
+    fails(run(alice.grid().args(["ls", "/n/ghost"])), "ghost");
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    let status = ok(cat(&alice, "/net/peers/ghost/status"), "ghost status");
+    let status = ok(alice.cat("/net/peers/ghost/status"), "ghost status");
     assert!(status.starts_with("unreachable"), "{status}");
 
     // `grid peer` wraps the same ctl messages and files.
-    let ls = ok(run(grid(&alice).args(["peer", "ls"])), "peer ls");
+    let ls = ok(run(alice.grid().args(["peer", "ls"])), "peer ls");
     assert!(
-        ls.starts_with(&format!("bob {} connected\n", key(&bob))),
+        ls.starts_with(&format!("bob {} connected\n", bob.key())),
         "{ls}"
     );
     assert!(ls.contains("\nghost "), "{ls}");
     ok(
-        run(grid(&alice).args(["peer", "add", "carol", &key(&carol), &quic(&carol)])),
+        run(alice
+            .grid()
+            .args(["peer", "add", "carol", &carol.key(), &carol.quic()])),
         "grid peer add",
     );
     assert_eq!(
-        ok(run(grid(&alice).args(["ls", "/n"])), "ls /n"),
+        ok(run(alice.grid().args(["ls", "/n"])), "ls /n"),
         "bob\ncarol\nghost\n"
     );
     ok(
-        run(grid(&alice).args(["peer", "rm", "carol"])),
+        run(alice.grid().args(["peer", "rm", "carol"])),
         "grid peer rm",
     );
-    let err = fails(run(grid(&alice).args(["peer", "rm", "carol"])), "rm twice");
+    let err = fails(run(alice.grid().args(["peer", "rm", "carol"])), "rm twice");
     assert!(err.contains("no peer 'carol'"), "{err}");
 
     // Peers are mount sources of the namespace.
-    ctl(&alice, "mount bob /files files/pub");
-    assert_eq!(ok(cat(&alice, "/files/hello.txt"), "mounted"), "pub\n");
-    let ns = ok(cat(&alice, "/ns"), "ns");
+    alice.ctl("mount bob /files files/pub");
+    assert_eq!(ok(alice.cat("/files/hello.txt"), "mounted"), "pub\n");
+    let ns = ok(alice.cat("/ns"), "ns");
     assert!(ns.contains("mount bob /files files/pub"), "{ns}");
-    ctl(&alice, "unmount /files");
+    alice.ctl("unmount /files");
 
     // A narrower request takes effect on bob at once.
-    ctl(&alice, "request bob files/pub rw");
-    wait_for(&bob, "/net/peers/alice/policy", "grant files/pub rw\n");
+    alice.ctl("request bob files/pub rw");
+    bob.wait_for("/net/peers/alice/policy", "grant files/pub rw\n");
     assert_eq!(
         ok(
-            run(grid(&alice).args(["ls", "/n/bob/files"])),
+            run(alice.grid().args(["ls", "/n/bob/files"])),
             "ls narrowed"
         ),
         "pub\n"
@@ -281,8 +189,8 @@ fn peers_read_and_write_as_granted_and_nothing_else() {
     // Peers are saved to grid.toml.
     let toml = std::fs::read_to_string(bob.state.path().join("grid.toml")).expect("toml");
     assert!(toml.contains("[peers.alice]"), "{toml}");
-    ctl(&alice, "peer rm ghost");
-    assert_eq!(ok(run(grid(&alice).args(["ls", "/n"])), "ls /n"), "bob\n");
+    alice.ctl("peer rm ghost");
+    assert_eq!(ok(run(alice.grid().args(["ls", "/n"])), "ls /n"), "bob\n");
     eprintln!("peers_read_and_write: {:?}", t.elapsed());
 }
 
@@ -292,17 +200,11 @@ fn removing_a_peer_fails_its_open_files_at_once() {
     let p = files.path();
     let bob = start(&[("pub", &p.join("pub"))]);
     let alice = start(&[]);
-    ctl(
-        &bob,
-        &format!("peer add alice {} {}", key(&alice), quic(&alice)),
-    );
-    ctl(&bob, "offer alice files/pub r");
-    ctl(
-        &alice,
-        &format!("peer add bob {} {}", key(&bob), quic(&bob)),
-    );
-    ctl(&alice, "request bob files/pub r");
-    wait_for(&bob, "/net/peers/alice/policy", "grant files/pub r\n");
+    bob.ctl(&format!("peer add alice {} {}", alice.key(), alice.quic()));
+    bob.ctl("offer alice files/pub r");
+    alice.ctl(&format!("peer add bob {} {}", bob.key(), bob.quic()));
+    alice.ctl("request bob files/pub r");
+    bob.wait_for("/net/peers/alice/policy", "grant files/pub r\n");
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -319,13 +221,13 @@ fn removing_a_peer_fails_its_open_files_at_once() {
             .expect("walk");
         f.open(ninep_client::OpenFlags::READ).await.expect("open");
         assert_eq!(f.read(0, 100).await.expect("read"), b"pub\n");
-        ctl(&bob, "peer rm alice");
+        bob.ctl("peer rm alice");
         let r = tokio::time::timeout(Duration::from_secs(10), f.read(0, 100))
             .await
             .expect("the read after rm returns");
         assert!(r.is_err(), "read after peer rm: {r:?}");
     });
-    let err = fails(cat(&alice, "/n/bob/files/pub/hello.txt"), "after rm");
+    let err = fails(alice.cat("/n/bob/files/pub/hello.txt"), "after rm");
     assert!(!err.is_empty());
 }
 
@@ -356,42 +258,42 @@ fn groups_grant_and_a_restarted_peer_comes_back() {
             "[files]\nclub = \"{}\"\npub = \"{}\"\n\n[groups.clubhouse]\noffer = \"files/club r\"\n\n[peers.carol]\nkey = \"{}\"\naddrs = [\"{}\"]\ngroups = [\"clubhouse\"]\n\n[peers.alice]\nkey = \"{}\"\noffer = \"files/pub r\"\n",
             p.join("club").display(),
             p.join("pub").display(),
-            key(&carol),
-            quic(&carol),
-            key(&alice),
+            carol.key(),
+            carol.quic(),
+            alice.key(),
         ),
     )
     .expect("bob's grid.toml");
     let bob = TestGrid::start_in(state, &["--listen", &bob_quic]);
-    ctl(&carol, &format!("peer add bob {} {bob_quic}", key(&bob)));
-    ctl(&carol, "request bob files/club r");
-    ctl(&alice, &format!("peer add bob {} {bob_quic}", key(&bob)));
-    ctl(&alice, "request bob files/pub r");
-    wait_for(&bob, "/net/peers/carol/policy", "grant files/club r\n");
-    wait_for(&bob, "/net/peers/alice/policy", "grant files/pub r\n");
-    wait_for(&alice, "/files/hello.txt", "pub\n");
+    carol.ctl(&format!("peer add bob {} {bob_quic}", bob.key()));
+    carol.ctl("request bob files/club r");
+    alice.ctl(&format!("peer add bob {} {bob_quic}", bob.key()));
+    alice.ctl("request bob files/pub r");
+    bob.wait_for("/net/peers/carol/policy", "grant files/club r\n");
+    bob.wait_for("/net/peers/alice/policy", "grant files/pub r\n");
+    alice.wait_for("/files/hello.txt", "pub\n");
 
     assert_eq!(
-        ok(cat(&carol, "/n/bob/files/club/hello.txt"), "group grant"),
+        ok(carol.cat("/n/bob/files/club/hello.txt"), "group grant"),
         "club\n"
     );
     assert_eq!(
-        ok(run(grid(&carol).args(["ls", "/n/bob/files"])), "carol ls"),
+        ok(run(carol.grid().args(["ls", "/n/bob/files"])), "carol ls"),
         "club\n"
     );
     assert_eq!(
-        ok(run(grid(&alice).args(["ls", "/n/bob/files"])), "alice ls"),
+        ok(run(alice.grid().args(["ls", "/n/bob/files"])), "alice ls"),
         "pub\n"
     );
 
     // Bob restarts; alice's /n/bob works again on its own.
     let state = bob.stop_keep_state();
-    let err = fails(cat(&alice, "/n/bob/files/pub/hello.txt"), "bob down");
+    let err = fails(alice.cat("/n/bob/files/pub/hello.txt"), "bob down");
     assert!(!err.is_empty());
     let _bob = TestGrid::start_in(state, &["--listen", &bob_quic]);
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
-        let out = cat(&alice, "/n/bob/files/pub/hello.txt");
+        let out = alice.cat("/n/bob/files/pub/hello.txt");
         if out.status.success() {
             assert_eq!(String::from_utf8_lossy(&out.stdout), "pub\n");
             break;

@@ -16,7 +16,7 @@ use grid_tests::{bin, have, run, TestGrid, LIMIT};
 
 fn fuse_missing() -> bool {
     if !Path::new("/dev/fuse").exists() || !have("fusermount3") {
-        eprintln!("SKIP: FUSE needs /dev/fuse and fusermount3 (./test.sh installs fuse3)");
+        grid_tests::skip("FUSE needs /dev/fuse and fusermount3 (./test.sh installs fuse3)");
         return true;
     }
     false
@@ -321,7 +321,7 @@ fn mount_grid_as_mount8_runs_it() {
         return;
     }
     if !is_root() {
-        eprintln!("SKIP: mount(8) helpers run as root");
+        grid_tests::skip("mount(8) helpers run as root");
         return;
     }
     let g = TestGrid::start(&[]);

@@ -64,7 +64,7 @@ fn bad_configuration_names_file_line_and_key() {
 #[test]
 fn diod_tools_list_and_read_an_export_over_tcp_and_unix() {
     if !have("diodls") || !have("diodcat") {
-        eprintln!("SKIP: diod's tools are not installed (./test.sh installs them)");
+        grid_tests::skip("diod's tools are not installed (./test.sh installs them)");
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -455,7 +455,9 @@ impl Setup {
     /// The tools and kernel, or `None` after saying SKIP.
     fn find() -> Option<Setup> {
         let skip = |why: &str| {
-            eprintln!("SKIP: {why} (./test.sh as root installs what the v9fs test needs)");
+            grid_tests::skip(&format!(
+                "{why} (./test.sh as root installs what the v9fs test needs)"
+            ));
             None
         };
         if !have("qemu-system-x86_64") {

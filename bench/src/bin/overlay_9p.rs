@@ -4,7 +4,9 @@
 //! c and `read` in namespace a, over c's Yggdrasil address.
 //!
 //! The keys are fixed (server seed 1s, client seed 2s): this is a
-//! benchmark, not a deployment.
+//! benchmark, not a deployment. On the overlay, where a QUIC peer's key
+//! must derive to its address, `OVERLAY_9P_SERVER_SEED` and
+//! `OVERLAY_9P_CLIENT_SEED` (64 hex digits each) give the nodes' own keys.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -57,11 +59,27 @@ enum Cmd {
 }
 
 fn server_key() -> SigningKey {
-    SigningKey::from_bytes(&[1; 32])
+    key_from_env("OVERLAY_9P_SERVER_SEED", [1; 32])
 }
 
 fn client_key() -> SigningKey {
-    SigningKey::from_bytes(&[2; 32])
+    key_from_env("OVERLAY_9P_CLIENT_SEED", [2; 32])
+}
+
+/// The key whose seed is the hex in `var`, or `fixed` when it is unset or
+/// not 64 hex digits.
+fn key_from_env(var: &str, fixed: [u8; 32]) -> SigningKey {
+    let mut seed = fixed;
+    if let Ok(hex) = std::env::var(var) {
+        let parsed: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        if let Some(Ok(s)) = parsed.map(<[u8; 32]>::try_from) {
+            seed = s;
+        }
+    }
+    SigningKey::from_bytes(&seed)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

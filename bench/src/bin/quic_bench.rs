@@ -76,6 +76,10 @@ struct Args {
     /// QUIC: kernel UDP socket buffer each way [default: grid-transport's]
     #[arg(long, value_parser = parse_size)]
     socket_buffer: Option<u64>,
+    /// Measure only these transports (comma-separated: tcp, quic), e.g.
+    /// to profile one of them; the ratio column then needs both
+    #[arg(long, value_delimiter = ',', default_value = "tcp,quic")]
+    only: Vec<String>,
     /// Print the QUIC server's statistics after each bulk read session
     #[arg(long)]
     server_stats: bool,
@@ -97,6 +101,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> Result<()> {
+    // As gridd does: keep msize-sized buffers in the heap.
+    gridd::alloc::tune_for_large_buffers();
     let args = Args::parse();
     let tmp = match &args.dir {
         Some(d) => tempfile::tempdir_in(d)?,
@@ -299,6 +305,42 @@ impl Dialer {
         Ok((client, root))
     }
 
+    /// [`Dialer::attach`], with the seconds each phase took: dial (TCP
+    /// connect, QUIC handshake), Tversion (and opening the QUIC stream),
+    /// Tattach.
+    async fn attach_timed(&self) -> Result<(Client, Fid, [f64; 3])> {
+        let config = ClientConfig {
+            msize: self.msize,
+            ..Default::default()
+        };
+        let start = Instant::now();
+        let client = match &self.ep {
+            None => {
+                let stream = tokio::net::TcpStream::connect(self.addr).await?;
+                stream.set_nodelay(true)?;
+                let dialed = start.elapsed();
+                (Client::connect(stream, config).await?, dialed)
+            }
+            Some(ep) => {
+                let conn = ep
+                    .connect(self.addr, &self.key, grid_transport::Alpn::NineP)
+                    .await?;
+                let dialed = start.elapsed();
+                (conn.open_9p(config).await?, dialed)
+            }
+        };
+        let (client, dialed) = client;
+        let versioned = start.elapsed();
+        let root = client.attach("bench", "").await?;
+        let attached = start.elapsed();
+        let secs = [
+            dialed.as_secs_f64(),
+            (versioned - dialed).as_secs_f64(),
+            (attached - versioned).as_secs_f64(),
+        ];
+        Ok((client, root, secs))
+    }
+
     /// [`Dialer::attach`], with the QUIC connection for its statistics.
     async fn attach_conn(&self) -> Result<(Client, Fid, Option<grid_transport::Connection>)> {
         let config = ClientConfig {
@@ -336,6 +378,14 @@ struct Row {
 async fn measure_all(args: &Args, s: &Servers) -> Result<String> {
     let mut rows = Vec::new();
     for t in [Transport::Tcp, Transport::Quic] {
+        if !args
+            .only
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&format!("{t:?}")))
+        {
+            rows.push(Row::default());
+            continue;
+        }
         let d = Dialer::new(t, s, args.msize)?;
         let mut runs = Vec::new();
         for run in 0..args.runs {
@@ -507,11 +557,15 @@ async fn walk_ops(d: &Dialer, ops: u32, tasks: u32) -> Result<f64> {
 /// Median time of dial + Tversion + Tattach; µs.
 async fn setup(d: &Dialer, n: u32) -> Result<(f64, f64)> {
     let (mut total, mut dial) = (Vec::new(), Vec::new());
+    let mut split: [Vec<f64>; 3] = Default::default();
     let cpu = cpu_time();
     for _ in 0..n.max(1) {
         let start = Instant::now();
-        let (client, root) = d.attach().await?;
+        let (client, root, phases) = d.attach_timed().await?;
         total.push(start.elapsed().as_secs_f64() * 1e6);
+        for (all, t) in split.iter_mut().zip(phases) {
+            all.push(t * 1e6);
+        }
         drop(root);
         drop(client);
         let start = Instant::now();
@@ -525,9 +579,13 @@ async fn setup(d: &Dialer, n: u32) -> Result<(f64, f64)> {
         dial.push(start.elapsed().as_secs_f64() * 1e6);
     }
     eprintln!(
-        "  {:?}: {:.0} µs CPU per set-up and dial",
+        "  {:?}: {:.0} µs CPU per set-up and dial; set-up median µs: dial {:.0}, \
+         version {:.0}, attach {:.0}",
         d.transport,
-        (cpu_time() - cpu) * 1e6 / f64::from(n.max(1))
+        (cpu_time() - cpu) * 1e6 / f64::from(n.max(1)),
+        median(split[0].iter().copied()),
+        median(split[1].iter().copied()),
+        median(split[2].iter().copied()),
     );
     Ok((median(total.into_iter()), median(dial.into_iter())))
 }

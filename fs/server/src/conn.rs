@@ -115,12 +115,14 @@ where
     let (rd, wr) = tokio::io::split(stream);
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = budget_for(server.config.max_msize);
+    let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Conn {
-        id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+        id,
         session: Session {
             fs: server.fs.clone(),
             auth: server.config.auth.clone(),
             peer,
+            conn: id,
             fids: Default::default(),
         },
         state: std::sync::Mutex::new(State {
@@ -135,6 +137,7 @@ where
         no_wake: Waker::from(Arc::new(NoWake)),
     });
     let writer = tokio::spawn(write_loop(wr, rx));
+    let mut ended = EndGuard(Some((conn.clone(), server.fs.clone())));
     let stopped = async {
         match stop {
             Some(mut stop) => {
@@ -151,10 +154,32 @@ where
         }
     };
     conn.close().await;
+    ended.0 = None;
+    server.fs.disconnect(id).await;
     drop(conn);
     // The writer ends once every sender (the conn and its tasks) is gone.
     let _ = writer.await;
     result
+}
+
+/// Ends a connection whose serving future was dropped before it could
+/// (its task aborted: a QUIC connection's streams go when it does): its
+/// fids are clunked and the file server told, on a task of their own.
+struct EndGuard(Option<(Arc<Conn>, Arc<dyn crate::FileServer>)>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let Some((conn, fs)) = self.0.take() else {
+            return;
+        };
+        // Without a runtime (it is shutting down) there is nobody left to tell.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                conn.close().await;
+                fs.disconnect(conn.id).await;
+            });
+        }
+    }
 }
 
 /// Per-direction byte budget: enough for several full frames in flight.
@@ -572,5 +597,135 @@ mod tests {
         write_batch(&mut a, &outs).await.unwrap();
         drop(a);
         assert_eq!(reader.await.unwrap(), want);
+    }
+
+    /// Records the connection each attach came on and each disconnect.
+    #[derive(Default)]
+    struct Recorder {
+        attached: std::sync::Mutex<Vec<u64>>,
+        ended: std::sync::Mutex<Vec<u64>>,
+        clunked: Arc<std::sync::atomic::AtomicUsize>,
+        notify: tokio::sync::Notify,
+    }
+
+    struct CountClunk(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl crate::Handle for CountClunk {
+        async fn clunk(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Root(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl crate::Node for Root {
+        fn qid(&self) -> ninep::Qid {
+            crate::synth::dir_qid()
+        }
+        async fn attr(&self) -> crate::Result<crate::Attr> {
+            Ok(crate::Attr::synthetic(self.qid(), 0o555))
+        }
+        async fn open(&self, _mode: crate::OpenMode) -> crate::Result<crate::Opened> {
+            Ok(crate::Opened::new(CountClunk(self.0.clone())))
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::FileServer for Recorder {
+        async fn attach(&self, info: &crate::AttachInfo) -> crate::Result<Arc<dyn crate::Node>> {
+            self.attached.lock().unwrap().push(info.conn);
+            Ok(Arc::new(Root(self.clunked.clone())))
+        }
+        async fn disconnect(&self, conn: u64) {
+            // Fids are clunked before the server hears of the end.
+            assert_eq!(self.clunked.load(Ordering::SeqCst), 1);
+            self.ended.lock().unwrap().push(conn);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Tversion, Tattach and Topen of the root on `io`, each answered.
+    async fn attach_and_open(io: &mut tokio::io::DuplexStream) {
+        let msgs: [(u16, Fcall); 3] = [
+            (
+                NOTAG,
+                Tversion {
+                    msize: 8192,
+                    version: "9P2000".into(),
+                }
+                .into(),
+            ),
+            (
+                1,
+                ninep::Tattach {
+                    fid: 0,
+                    afid: ninep::NOFID,
+                    uname: "u".into(),
+                    aname: String::new(),
+                    n_uname: 0,
+                }
+                .into(),
+            ),
+            (2, ninep::Topen { fid: 0, mode: 0 }.into()),
+        ];
+        let mut buf = Vec::new();
+        for (tag, body) in msgs {
+            let mut out = Vec::new();
+            ninep::encode(Dialect::P2000, &Msg { tag, body }, &mut out).unwrap();
+            io.write_all(&out).await.unwrap();
+            loop {
+                if let Some((m, n)) = ninep::decode(Dialect::P2000, &buf, u32::MAX).unwrap() {
+                    buf.drain(..n);
+                    assert!(!matches!(m.body, Fcall::Rerror(_)), "{m:?}");
+                    break;
+                }
+                let mut chunk = [0u8; 4096];
+                let n = io.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "server hung up");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+
+    async fn ended_once(fs: &Recorder) {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while fs.ended.lock().unwrap().is_empty() {
+                fs.notify.notified().await;
+            }
+        })
+        .await
+        .expect("disconnect called");
+        assert_eq!(*fs.ended.lock().unwrap(), *fs.attached.lock().unwrap());
+    }
+
+    #[tokio::test]
+    async fn disconnect_follows_a_hang_up_with_the_attach_conn() {
+        let fs = Arc::new(Recorder::default());
+        let server = crate::Server::new(fs.clone(), crate::ServerConfig::default());
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let task =
+            tokio::spawn(async move { server.serve_conn(b, crate::PeerInfo::Unknown).await });
+        attach_and_open(&mut a).await;
+        drop(a);
+        task.await.unwrap().unwrap();
+        ended_once(&fs).await;
+    }
+
+    #[tokio::test]
+    async fn disconnect_follows_a_cancelled_connection() {
+        let fs = Arc::new(Recorder::default());
+        let server = crate::Server::new(fs.clone(), crate::ServerConfig::default());
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let task =
+            tokio::spawn(async move { server.serve_conn(b, crate::PeerInfo::Unknown).await });
+        attach_and_open(&mut a).await;
+        task.abort();
+        ended_once(&fs).await;
+        drop(a);
     }
 }

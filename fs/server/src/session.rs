@@ -139,6 +139,8 @@ pub(crate) struct Session {
     pub(crate) fs: Arc<dyn FileServer>,
     pub(crate) auth: Option<Arc<dyn Auth>>,
     pub(crate) peer: PeerInfo,
+    /// The connection's id, for [`AttachInfo::conn`].
+    pub(crate) conn: u64,
     pub(crate) fids: std::sync::Mutex<HashMap<u32, Arc<Fid>>>,
 }
 
@@ -381,6 +383,7 @@ impl Session {
             n_uname,
             dialect: v.dialect,
             peer: self.peer.clone(),
+            conn: self.conn,
         }
     }
 

@@ -499,6 +499,10 @@ pub struct AttachInfo {
     pub dialect: Dialect,
     /// Who is on the other end of the connection.
     pub peer: PeerInfo,
+    /// The connection's id, unique in this process: the same for every
+    /// attach of one connection, and the one [`FileServer::disconnect`]
+    /// is called with when it ends.
+    pub conn: u64,
 }
 
 /// Who is on the other end of a connection, as the transport knows it.
@@ -531,6 +535,12 @@ pub trait FileServer: Send + Sync + 'static {
     /// The root node for this attach. `aname` may name a tree or a path
     /// inside one; [`walk_path`] resolves the latter.
     async fn attach(&self, info: &AttachInfo) -> Result<Arc<dyn Node>>;
+
+    /// Connection `conn` ([`AttachInfo::conn`]) has ended: the peer hung
+    /// up, broke the protocol, or its serving task was cancelled. Called
+    /// once per connection, after its fids are clunked, whether or not it
+    /// ever attached. The default does nothing.
+    async fn disconnect(&self, _conn: u64) {}
 }
 
 /// A file server that serves one tree to everyone, attaching at `aname`

@@ -290,6 +290,15 @@ pub struct JobCgroup {
     cpuacct: Option<PathBuf>,
 }
 
+/// Open membership files of a job's groups ([`JobCgroup::procs_files`]).
+#[derive(Debug, Default)]
+pub struct Joins {
+    /// For the relay (and so the init, and the command).
+    pub relay: Vec<OwnedFd>,
+    /// For the command alone: the groups with the memory controller.
+    pub command: Vec<OwnedFd>,
+}
+
 /// What the groups measured.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -302,9 +311,16 @@ pub struct Usage {
 }
 
 impl JobCgroup {
-    /// Each group's membership file, opened for the child to write `0`
-    /// into (which moves the writer), so it is in its groups before it
-    /// runs anything.
+    /// Each group's membership file, opened for the job's processes to
+    /// write `0` into (which moves the writer), so they are in their
+    /// groups before the command runs anything.
+    ///
+    /// The relay and the init run in gridd's memory ([`crate::sandbox`]),
+    /// so they must never be the memory controller's OOM victim: the
+    /// kernel kills every process sharing a victim's memory, gridd
+    /// included. They join every group but the memory one (v1), or none
+    /// (v2, where one group has every controller); the command joins the
+    /// memory group (v1) or the job's group (v2) itself, before exec.
     ///
     /// With v1 this is `tasks`, not `cgroup.procs`: the child is single-
     /// threaded, so moving its one thread moves the process, and the
@@ -312,17 +328,25 @@ impl JobCgroup {
     /// global threadgroup semaphore, whose RCU grace period otherwise
     /// costs every job several milliseconds. v2 has no such file outside
     /// threaded groups, so it keeps `cgroup.procs`.
-    pub fn procs_files(&self) -> io::Result<Vec<OwnedFd>> {
+    pub fn procs_files(&self) -> io::Result<Joins> {
         let file = if self.v2 { "cgroup.procs" } else { "tasks" };
-        self.dirs
-            .iter()
-            .map(|d| {
-                Ok(fs::OpenOptions::new()
-                    .write(true)
-                    .open(d.join(file))?
-                    .into())
-            })
-            .collect()
+        let open = |d: &PathBuf| -> io::Result<OwnedFd> {
+            Ok(fs::OpenOptions::new()
+                .write(true)
+                .open(d.join(file))?
+                .into())
+        };
+        let mut joins = Joins::default();
+        for d in &self.dirs {
+            let memory = self.v2 || self.memory.as_ref() == Some(d);
+            let fd = open(d)?;
+            if memory {
+                joins.command.push(fd);
+            } else {
+                joins.relay.push(fd);
+            }
+        }
+        Ok(joins)
     }
 
     /// CPU time, peak memory and OOM kills so far.

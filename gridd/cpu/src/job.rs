@@ -18,8 +18,9 @@ use tokio::sync::watch;
 
 use crate::cgroup::JobCgroup;
 use crate::sandbox::{self, Report, Spec, Started};
-use crate::share::{Limits, Share};
+use crate::share::{Limits, RootView, Share};
 use crate::stream::Output;
+use crate::term::{caller_of, Term, TERM_ENV};
 use crate::Shared;
 
 /// How long output may still arrive after the job's processes are gone
@@ -67,6 +68,7 @@ struct Inner {
     rss_kib: Option<u64>,
     cgroup: Option<Arc<JobCgroup>>,
     scratch: Option<PathBuf>,
+    term: Option<Term>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
@@ -225,8 +227,19 @@ impl Job {
         Ok(())
     }
 
-    /// `start`, or `exec` without `hold`.
+    /// `start`, or `exec` without `hold`. The start runs to its end even
+    /// if the request that asked for it goes away (Tflush, a lost
+    /// connection): a job abandoned half-made would leave its processes,
+    /// cgroups, scratch directory and `/mnt/term` behind, unsupervised.
     pub async fn start(self: &Arc<Self>, verb: &str) -> Result<(), CtlError> {
+        let job = self.clone();
+        let owned = verb.to_owned();
+        tokio::spawn(async move { job.start_now(&owned).await })
+            .await
+            .unwrap_or_else(|e| Err(ninep_server::Error::io(format!("{verb}: {e}"))))
+    }
+
+    async fn start_now(self: &Arc<Self>, verb: &str) -> Result<(), CtlError> {
         let (spec_parts, limits) = {
             let mut g = self.setup(verb)?;
             let Some(argv) = g.argv.clone() else {
@@ -246,7 +259,12 @@ impl Job {
         };
         let (argv, dir, env, stdin) = spec_parts;
         match self.launch(argv.clone(), dir, env, stdin, limits).await {
-            Ok((started, cgroup, scratch)) => {
+            Ok(Launched {
+                started,
+                cgroup,
+                scratch,
+                term,
+            }) => {
                 {
                     let mut g = self.lock();
                     g.phase = Phase::Running;
@@ -254,6 +272,7 @@ impl Job {
                     g.start = Some(SystemTime::now());
                     g.cgroup = cgroup.clone();
                     g.scratch = scratch;
+                    g.term = term;
                 }
                 let job = self.clone();
                 tokio::spawn(async move { job.supervise(started, cgroup, limits).await });
@@ -284,7 +303,7 @@ impl Job {
         env: Vec<(String, String)>,
         stdin: std::os::fd::OwnedFd,
         limits: Limits,
-    ) -> Result<(Started, Option<Arc<JobCgroup>>, Option<PathBuf>), CtlError> {
+    ) -> Result<Launched, CtlError> {
         let sh = &self.shared;
         let confine = sh.confine_for(&self.share).map_err(bad)?;
         let cg = &sh.cgroups;
@@ -314,6 +333,19 @@ impl Job {
                 return Err(e);
             }
         };
+        // A peer's job sees its caller's namespace; the mount is made
+        // before the job starts.
+        let term = match (caller_of(&self.owner), &sh.term) {
+            (Some(caller), Some(terms)) => match terms.mount(caller, self.n, sh.run_as).await {
+                Ok(t) => Some(t),
+                Err(msg) => {
+                    cgroup.remove().await;
+                    let _ = std::fs::remove_dir_all(&scratch);
+                    return Err(ninep_server::Error::io(msg));
+                }
+            },
+            _ => None,
+        };
         let mut full_env = vec![
             ("PATH".to_owned(), sh.path_var.clone()),
             ("HOME".to_owned(), scratch.display().to_string()),
@@ -321,10 +353,30 @@ impl Job {
             ("GRID_JOB".to_owned(), self.n.to_string()),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
         ];
+        if let (Some(t), false) = (&term, confine) {
+            // No mount namespace of its own to bind it in: say where it is.
+            full_env.push((TERM_ENV.to_owned(), t.path().display().to_string()));
+        }
         for (k, v) in env {
             full_env.retain(|(name, _)| *name != k);
             full_env.push((k, v));
         }
+        let mut hide = sh.hide.clone();
+        // (If it went missing, covering it would fail every job.)
+        hide.extend(
+            sh.term
+                .as_ref()
+                .map(|t| t.root().to_path_buf())
+                .filter(|p| p.is_dir()),
+        );
+        let joins = cgroup.procs_files().unwrap_or_default();
+        let root = (self.share.root == RootView::System).then(|| sandbox::SystemRoot {
+            stage: sh.root_stage(),
+            scratch: scratch.clone(),
+            tmp_size: limits
+                .mem
+                .map_or(PRIVATE_TMP_SIZE, |m| m.min(PRIVATE_TMP_SIZE)),
+        });
         let spec = Spec {
             argv: argv.clone(),
             env: full_env,
@@ -332,23 +384,37 @@ impl Job {
             limits,
             confine,
             run_as: sh.run_as,
-            cgroups: cgroup.procs_files().unwrap_or_default(),
+            cgroups: joins.relay,
+            command_cgroups: joins.command,
             rlimit_as: !cg.has_memory(),
             stdin,
-            hide: sh.hide.clone(),
+            hide,
+            term: term.as_ref().map(|t| t.path().to_path_buf()),
+            root,
         };
         match sh.spawner.spawn(spec).await {
-            Ok(s) => Ok((s, Some(cgroup), Some(scratch))),
+            Ok(started) => Ok(Launched {
+                started,
+                cgroup: Some(cgroup),
+                scratch: Some(scratch),
+                term,
+            }),
             Err(e) => {
                 cgroup.remove().await;
                 let _ = std::fs::remove_dir_all(&scratch);
-                let what = argv.first().map(|a| short(a)).unwrap_or_default();
-                let e = ninep_server::Error::from(e);
-                Err(ninep_server::Error::new(
-                    e.errno,
-                    format!("{what}: {}", e.msg),
-                ))
+                if let Some(t) = term {
+                    t.release().await;
+                }
+                Err(spawn_error(&argv, e))
             }
+        }
+    }
+
+    /// Unmounts the job's `/mnt/term`, if it has one.
+    async fn release_term(&self) {
+        let term = self.lock().term.take();
+        if let Some(t) = term {
+            t.release().await;
         }
     }
 
@@ -400,9 +466,22 @@ impl Job {
         }
         let _ = s.child.wait().await;
         self.lock().reaped = true;
+        // Nothing of the job can use its /mnt/term any more; it goes
+        // before the job is said to have ended.
+        self.release_term().await;
         let mut buf = Vec::new();
-        if let Ok(mut r) = pipe::Receiver::from_owned_fd(s.report) {
-            let _ = tokio::time::timeout(OUTPUT_GRACE, r.read_to_end(&mut buf)).await;
+        let ended = match pipe::Receiver::from_owned_fd(s.report) {
+            Ok(mut r) => tokio::time::timeout(OUTPUT_GRACE, r.read_to_end(&mut buf))
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            Err(_) => false,
+        };
+        // The relay and the init ran in gridd's memory; once the report
+        // pipe has ended neither runs any more and their stacks can go.
+        if ended {
+            drop(s.keep);
+        } else {
+            s.keep.leak();
         }
         let report = Report::decode(&buf);
         self.stdout.drain();
@@ -626,6 +705,43 @@ impl Job {
             None => "-".into(),
         }
     }
+}
+
+/// What [`Job::launch`] started.
+struct Launched {
+    started: Started,
+    cgroup: Option<Arc<JobCgroup>>,
+    scratch: Option<PathBuf>,
+    term: Option<Term>,
+}
+
+/// The error of a job that could not be spawned: `CMD: why`, or
+/// `/mnt/term: why` when its `/mnt/term` could not be made.
+/// The largest private `/tmp` (and `/dev/shm`) of a job with its own
+/// root; smaller if the job's memory limit is (tmpfs pages count as the
+/// job's memory anyway).
+const PRIVATE_TMP_SIZE: u64 = 256 << 20;
+
+fn spawn_error(argv: &[String], e: std::io::Error) -> CtlError {
+    let root = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<sandbox::RootError>());
+    if let Some(r) = root {
+        let errno = r.error.raw_os_error().unwrap_or(libc::EIO);
+        let msg = ninep_server::Error::from(std::io::Error::from_raw_os_error(errno)).msg;
+        return ninep_server::Error::new(errno, format!("private root: {}: {msg}", r.step));
+    }
+    let term = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<sandbox::TermError>())
+        .and_then(|t| t.0.raw_os_error());
+    if let Some(errno) = term {
+        let inner = ninep_server::Error::from(std::io::Error::from_raw_os_error(errno));
+        return ninep_server::Error::new(errno, format!("/mnt/term: {}", inner.msg));
+    }
+    let what = argv.first().map(|a| short(a)).unwrap_or_default();
+    let e = ninep_server::Error::from(e);
+    ninep_server::Error::new(e.errno, format!("{what}: {}", e.msg))
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {

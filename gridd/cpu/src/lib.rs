@@ -18,8 +18,9 @@
 //! policy says. Jobs run sandboxed ([`sandbox`]): their own process group
 //! and scratch directory, cgroups and rlimits for the limits, new
 //! namespaces where the kernel allows, an unprivileged uid when gridd is
-//! root, and every process of a job killed when it ends, is killed or is
-//! removed.
+//! root, a root of their own with the system's files only when the share
+//! says so ([`RootView::System`], peers' jobs), and every process of a
+//! job killed when it ends, is killed or is removed.
 //!
 //! # Layout
 //!
@@ -29,16 +30,18 @@
 //! - [`ctl`]: the verbs of `N/ctl` ([`ctl::CTL_TABLE`]).
 //! - [`tree`]: the 9P nodes of `/cpu` and `/cpu/N`.
 //! - [`stream`]: `stdout` and `stderr`: kept, bounded, readable by many.
-//! - [`sandbox`]: fork, namespaces, rlimits, relay and init; the only
-//!   code that runs between fork and exec.
+//! - [`sandbox`]: namespaces, rlimits, relay and init (run in gridd's
+//!   memory, posix_spawn-style); the only code that runs before exec.
 //! - [`cgroup`]: v1 and v2 control groups.
+//! - [`term`]: `/mnt/term` for peers' jobs: the caller's namespace.
 //! - [`info`]: `/cpu/info` and the time format of `status`.
 //!
 //! # Non-goals
 //!
 //! Remote jobs, `/mnt/term` and placement (`--on any`) belong to the
-//! federation, which calls [`Cpu::tree`] with a peer's [`Reader`] and
-//! [`Cpu::kill_jobs_of`] when a peer's session ends.
+//! federation, which calls [`Cpu::live_tree`] with a peer's [`Reader`]
+//! (its share from its grant in force) and [`Cpu::kill_jobs_of`] when a
+//! peer's last connection ends.
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -50,6 +53,7 @@ pub mod job;
 pub mod sandbox;
 pub mod share;
 pub mod stream;
+pub mod term;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -63,7 +67,7 @@ use ninep_server::Node;
 use tokio::sync::oneshot;
 
 pub use job::Job;
-pub use share::{Confine, Limits, Share};
+pub use share::{Confine, Limits, RootView, Share};
 
 /// How gridd sets up `/cpu`.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +80,9 @@ pub struct CpuConfig {
     /// Directories a confined job must not see (gridd's state directory);
     /// each is covered with an empty tmpfs in the job's mount namespace.
     pub hide: Vec<PathBuf>,
+    /// Mounts a peer's namespace for its jobs' `/mnt/term` ([`term`]);
+    /// `None`: peers' jobs have no `/mnt/term`.
+    pub term: Option<Arc<dyn term::TermMounter>>,
 }
 
 /// Who is reading `/cpu`, and what they may use.
@@ -121,15 +128,18 @@ impl Cpu {
         let tag = format!("{}.{:08x}", std::process::id(), random());
         let cgroups = cgroup::Cgroups::probe(&tag);
         cgroup::sweep_stale(config.scratch.as_deref().unwrap_or(&std::env::temp_dir()));
-        let scratch_root = match &config.scratch {
-            Some(p) => p.join(format!("grid-cpu.{tag}")),
-            None => std::env::temp_dir().join(format!("grid-cpu.{tag}")),
-        };
+        let scratch_parent = config.scratch.clone().unwrap_or_else(std::env::temp_dir);
+        let scratch_root = scratch_parent.join(format!("grid-cpu.{tag}"));
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
             .create(&scratch_root)?;
         std::fs::set_permissions(&scratch_root, std::fs::Permissions::from_mode(0o711))?;
+        // Stays empty on the host: jobs' own roots are mounted on it, each
+        // in its job's mount namespace.
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(scratch_root.join(ROOT_STAGE))?;
         // A job running as another user gets the standard PATH: gridd's
         // may name directories that user cannot search (/root/...).
         let std_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -146,6 +156,13 @@ impl Cpu {
                 run_as,
                 scratch_root,
                 hide: config.hide,
+                term: config.term.and_then(|m| {
+                    term::Terms::new(m, &scratch_parent, &tag)
+                        .map_err(|e| {
+                            eprintln!("gridd: cpu: warning: peers' jobs get no /mnt/term: {e}")
+                        })
+                        .ok()
+                }),
                 path_var,
                 spawner: Spawner::start()?,
             }),
@@ -154,6 +171,19 @@ impl Cpu {
 
     /// The `/cpu` directory as `reader` sees it.
     pub fn tree(&self, reader: Reader) -> Arc<dyn Node> {
+        self.live_tree(move || Some(reader.clone()))
+    }
+
+    /// The `/cpu` directory for a reader whose share may change (a peer's
+    /// grant): `reader` is asked afresh on every clone, listing and read
+    /// of `info` or `jobs`, so a changed share applies to new jobs at
+    /// once. `None` means the reader has no share now: clone and listings
+    /// fail, and `info` says `share withdrawn`. Jobs keep the share they
+    /// were made with. The reader's name should not change.
+    pub fn live_tree(
+        &self,
+        reader: impl Fn() -> Option<Reader> + Send + Sync + 'static,
+    ) -> Arc<dyn Node> {
         tree::cpu_dir(self.shared.clone(), Arc::new(reader))
     }
 
@@ -183,6 +213,9 @@ impl Cpu {
         }
         self.shared.cgroups.remove_all();
         let _ = std::fs::remove_dir_all(&self.shared.scratch_root);
+        if let Some(t) = &self.shared.term {
+            t.remove_root();
+        }
     }
 
     /// What the sandbox can do here, as `/cpu/info` says it.
@@ -197,6 +230,9 @@ pub(crate) struct Entry {
     pub(crate) dir: Arc<dyn Node>,
 }
 
+/// The directory of `scratch_root` jobs' own roots are built on.
+const ROOT_STAGE: &str = ".root";
+
 /// What every node of `/cpu` shares.
 pub(crate) struct Shared {
     jobs: Mutex<BTreeMap<u32, Entry>>,
@@ -206,6 +242,7 @@ pub(crate) struct Shared {
     pub(crate) run_as: Option<(u32, u32)>,
     scratch_root: PathBuf,
     pub(crate) hide: Vec<PathBuf>,
+    pub(crate) term: Option<term::Terms>,
     pub(crate) path_var: String,
     pub(crate) spawner: Spawner,
 }
@@ -243,6 +280,26 @@ impl Shared {
 
     /// Whether a job under `share` runs in new namespaces.
     pub(crate) fn confine_for(&self, share: &Share) -> Result<bool, String> {
+        let confine = self.confine_as_shared(share)?;
+        if !confine && share.root == RootView::System {
+            return Err(
+                "your share shows your jobs the system's files only, which needs new namespaces, and jobs here run without them"
+                    .to_owned(),
+            );
+        }
+        Ok(confine)
+    }
+
+    /// Where a job's own root is built (see [`sandbox::SystemRoot`]),
+    /// made again if something cleaned it away (the job then fails
+    /// naming the step, should that not do).
+    pub(crate) fn root_stage(&self) -> PathBuf {
+        let stage = self.scratch_root.join(ROOT_STAGE);
+        let _ = std::fs::DirBuilder::new().mode(0o755).create(&stage);
+        stage
+    }
+
+    fn confine_as_shared(&self, share: &Share) -> Result<bool, String> {
         match (share.confine, &self.confinable) {
             (Confine::Off, _) => Ok(false),
             (_, Ok(())) => Ok(true),
@@ -290,6 +347,16 @@ pub(crate) struct Spawner {
 impl Spawner {
     fn start() -> io::Result<Spawner> {
         let handle = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        // A job's relay and init share gridd's memory (sandbox::launch)
+        // and, under a root gridd, run as the job's uid: gridd's memory
+        // must not be dumpable, or the job could ptrace its way into it.
+        // (A setuid would do this too, unless fs.suid_dumpable says not.)
+        // SAFETY: geteuid(2) and prctl(2) take and return integers.
+        unsafe {
+            if libc::geteuid() == 0 {
+                libc::prctl(libc::PR_SET_DUMPABLE, 0);
+            }
+        }
         let (tx, rx) = std::sync::mpsc::channel::<(sandbox::Spec, SpawnReply)>();
         std::thread::Builder::new()
             .name("grid-cpu-spawn".into())

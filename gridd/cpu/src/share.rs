@@ -51,6 +51,19 @@ impl Confine {
     }
 }
 
+/// What of this machine's filesystem a reader's jobs see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RootView {
+    /// The host's whole tree, as gridd sees it (less gridd's state
+    /// directory when confined): the local owner's jobs.
+    #[default]
+    Host,
+    /// A root of the job's own: the system's programs and libraries
+    /// read-only, a private `/tmp`, basic `/dev`, its own `/proc`, its
+    /// scratch directory and `/mnt/term`. Needs confinement. Peers' jobs.
+    System,
+}
+
 /// What one reader of `/cpu` may use. `None` is unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Share {
@@ -68,6 +81,8 @@ pub struct Share {
     pub procs: Option<u32>,
     /// Whether the reader's jobs must be confined.
     pub confine: Confine,
+    /// What of the filesystem the reader's jobs see.
+    pub root: RootView,
 }
 
 impl Share {

@@ -15,19 +15,34 @@ use crate::job::Job;
 use crate::stream::{Output, ReadError};
 use crate::{Reader, Shared};
 
+/// Who reads a `/cpu` tree, asked afresh on each use (see
+/// [`crate::Cpu::live_tree`]).
+pub(crate) type ReaderFn = Arc<dyn Fn() -> Option<Reader> + Send + Sync>;
+
+/// The reader now, or the error that says its share is gone.
+fn current(reader: &ReaderFn) -> Result<Reader> {
+    reader().ok_or_else(|| Error::new(libc::EACCES, "cpu: your share has been withdrawn"))
+}
+
 /// `/cpu` for `reader`.
-pub(crate) fn cpu_dir(shared: Arc<Shared>, reader: Arc<Reader>) -> Arc<dyn Node> {
+pub(crate) fn cpu_dir(shared: Arc<Shared>, reader: ReaderFn) -> Arc<dyn Node> {
     let info = {
         let (s, r) = (shared.clone(), reader.clone());
-        Arc::new(TextFile::new(move || crate::info::info_text(&s, &r)))
+        Arc::new(TextFile::new(move || match r() {
+            Some(r) => crate::info::info_text(&s, &r),
+            None => "share withdrawn\n".to_owned(),
+        }))
     };
     let clone = {
         let (s, r) = (shared.clone(), reader.clone());
-        Arc::new(CloneFile::new(move || s.new_job(&r)))
+        Arc::new(CloneFile::new(move || s.new_job(&current(&r)?)))
     };
     let jobs = {
         let (s, r) = (shared.clone(), reader.clone());
-        Arc::new(TextFile::new(move || jobs_text(&s, &r)))
+        Arc::new(TextFile::new(move || match r() {
+            Some(r) => jobs_text(&s, &r),
+            None => String::new(),
+        }))
     };
     Arc::new(GenDir::new(
         0o555,
@@ -57,13 +72,14 @@ fn jobs_text(shared: &Shared, reader: &Reader) -> String {
 
 struct CpuGen {
     shared: Arc<Shared>,
-    reader: Arc<Reader>,
+    reader: ReaderFn,
     fixed: Vec<(&'static str, Arc<dyn Node>)>,
 }
 
 #[async_trait]
 impl Generator for CpuGen {
     async fn list(&self) -> Result<Vec<(String, Arc<dyn Node>)>> {
+        let reader = current(&self.reader)?;
         let mut out: Vec<(String, Arc<dyn Node>)> = self
             .fixed
             .iter()
@@ -73,13 +89,14 @@ impl Generator for CpuGen {
             self.shared
                 .lock()
                 .iter()
-                .filter(|(_, e)| self.reader.sees_all || e.job.owner == self.reader.name)
+                .filter(|(_, e)| reader.sees_all || e.job.owner == reader.name)
                 .map(|(n, e)| (n.to_string(), e.dir.clone())),
         );
         Ok(out)
     }
 
     async fn lookup(&self, name: &str) -> Result<Arc<dyn Node>> {
+        let reader = current(&self.reader)?;
         if let Some((_, node)) = self.fixed.iter().find(|(n, _)| *n == name) {
             return Ok(node.clone());
         }
@@ -88,7 +105,7 @@ impl Generator for CpuGen {
             return Err(Error::not_found());
         }
         match self.shared.lock().get(&n) {
-            Some(e) if self.reader.sees_all || e.job.owner == self.reader.name => Ok(e.dir.clone()),
+            Some(e) if reader.sees_all || e.job.owner == reader.name => Ok(e.dir.clone()),
             _ => Err(Error::not_found()),
         }
     }

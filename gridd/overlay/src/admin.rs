@@ -6,9 +6,13 @@
 //! names are case-insensitive (`getSelf` = `getself`) in 0.4 and 0.5.
 //! The replies are input: every field is checked, nothing is unwrapped.
 //!
-//! Tested against 0.4.7 (Debian 12). The 0.5 shapes (`getPeers` as a
-//! list with `up`/`inbound`/`cost`, `getSelf` without `coords`) are read
-//! from the 0.5 source and untested here.
+//! Tested against real daemons: 0.4.7 (Debian 12) and 0.5.12
+//! (bookworm-backports), by the netns tests in `grid-tests` and by the
+//! verbatim replies below. 0.5's `getSelf` has `routing_entries` instead
+//! of `coords`; its `getPeers` also lists configured peers whose link is
+//! down (`"up": false`, an empty `key`, `last_error`), and adds
+//! `inbound`, `cost`, `latency` and rates. `addPeer`/`removePeer` take
+//! the same `uri`/`interface` arguments in both.
 
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
@@ -115,7 +119,8 @@ pub struct PeerInfo {
     pub key: [u8; 32],
     /// The link's URI (`tcp://10.0.0.2:7000`), when the daemon says.
     pub remote: Option<String>,
-    /// Whether the link is up (0.4 lists only links that are up).
+    /// Whether the link is up (0.4 lists only links that are up; 0.5's
+    /// links that are down have no key yet and are left out).
     pub up: bool,
     /// Whether the peer dialed us (0.5 only; `None` on 0.4).
     pub inbound: Option<bool>,
@@ -406,6 +411,64 @@ mod tests {
         );
         assert_eq!(s.subnet.to_string(), "302:aa5b:423b:3e98::");
         assert_eq!(s.version, "unknown");
+    }
+
+    /// Verbatim from bookworm-backports' 0.5.12.
+    #[test]
+    fn get_self_0_5_12() {
+        let reply = br#"{"status":"success","request":{"request":"getSelf","arguments":{}},
+            "response":{"build_name":"yggdrasil","build_version":"0.5.12",
+            "key":"752664d2206d19f093b01b72dc20c8de83ba34790d8ff50609759e330897e4b3",
+            "address":"201:2b66:6cb7:7e4b:983d:b13f:9234:8f7c","routing_entries":3,
+            "subnet":"301:2b66:6cb7:7e4b::/64"}}"#;
+        let r = parse_reply("getSelf", reply).expect("reply");
+        let s = parse_self(&r).expect("self");
+        assert_eq!(
+            s.address.to_string(),
+            "201:2b66:6cb7:7e4b:983d:b13f:9234:8f7c"
+        );
+        assert_eq!(s.subnet.to_string(), "301:2b66:6cb7:7e4b::");
+        assert_eq!(s.version, "0.5.12");
+    }
+
+    /// 0.5.12's response, verbatim (the second peer's remote edited): one
+    /// link up, and one configured peer whose dial failed (left out).
+    #[test]
+    fn get_peers_0_5_12() {
+        let reply = br#"{"status":"success","request":{"request":"getPeers","arguments":{}},
+            "response":{"peers":[{"remote":"tcp://10.77.2.2:7000","up":true,"inbound":false,
+            "address":"201:2b66:6cb7:7e4b:983d:b13f:9234:8f7c",
+            "key":"752664d2206d19f093b01b72dc20c8de83ba34790d8ff50609759e330897e4b3",
+            "port":1,"priority":0,"cost":1,"bytes_recvd":1797,"bytes_sent":1329,
+            "rate_recvd":969,"rate_sent":702,"uptime":4.137574686,"latency":520000},
+            {"remote":"tcp://10.77.9.9:7000","up":false,"inbound":false,"key":"","port":0,
+            "priority":0,"cost":0,"last_error_time":3821242542,
+            "last_error":"dial tcp 10.77.9.9:7000: connect: network is unreachable"}]}}"#;
+        let r = parse_reply("getPeers", reply).expect("reply");
+        let p = parse_peers(&r).expect("peers");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            p[0].address.to_string(),
+            "201:2b66:6cb7:7e4b:983d:b13f:9234:8f7c"
+        );
+        assert_eq!(p[0].remote.as_deref(), Some("tcp://10.77.2.2:7000"));
+        assert_eq!(p[0].inbound, Some(false));
+        assert!(p[0].up);
+    }
+
+    /// Debian's 0.4.7's response, verbatim: a list, no `up`.
+    #[test]
+    fn get_peers_0_4_7() {
+        let reply = br#"{"status":"success","request":null,"response":{"peers":[
+            {"address":"200:ccb5:68a0:d132:7de0:fb25:1494:8910",
+            "key":"99a54baf9766c10f826d75b5bb77cf30673ee426dabb8226b7e939f6d8afa7f1",
+            "port":1,"priority":0,"coords":[1],"remote":"tcp://10.77.2.2:7000",
+            "bytes_recvd":2184,"bytes_sent":2469,"uptime":0.80000699}]}}"#;
+        let r = parse_reply("getPeers", reply).expect("reply");
+        let p = parse_peers(&r).expect("peers");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].up);
+        assert_eq!(p[0].inbound, None);
     }
 
     #[test]

@@ -4,6 +4,13 @@
 //! address is derived from its grid key. Both 0.4 and 0.5 read HJSON,
 //! of which JSON is a subset, and take `PrivateKey` as the hex of the
 //! 64-byte Ed25519 private key: the 32-byte seed, then the public key.
+//!
+//! One config serves both versions (checked with real 0.4.7 and 0.5.12
+//! daemons): 0.5 ignores `PublicKey`, which 0.4 reads; 0.5's
+//! `MulticastInterfaces` entries also take a `Password`, left out here
+//! (no password, as in 0.4); every other key written here means the same
+//! in both. 0.5 also reads `PrivateKeyPath` (the key from a PEM file),
+//! which 0.4 lacks and which is not written.
 
 use ed25519_dalek::SigningKey;
 use serde::Serialize;

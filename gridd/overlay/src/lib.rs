@@ -8,8 +8,10 @@
 //! known peer's key without any handshake.
 //!
 //! This crate owns the address derivation (checked against the real
-//! daemon), a client for the daemon's admin socket (0.4.7 from Debian 12
-//! tested; 0.5 shapes from its source), and the daemon config for a grid.
+//! daemon), a client for the daemon's admin socket, and the daemon config
+//! for a grid. Both are tested against real daemons of both versions
+//! Debian 12 has: 0.4.7, and 0.5.12 from bookworm-backports (which does
+//! not peer with 0.4).
 //! It does not run the daemon, open listeners, or keep the peers table:
 //! gridd does (see its docs), and the netns test harness in `grid-tests`
 //! runs real daemons.

@@ -39,6 +39,8 @@
 //!   transport tuning.
 //! - `nine`: [`serve`] (9P sessions on accepted streams, with
 //!   [`ninep_server::PeerInfo::Grid`]) and [`dial`].
+//! - `overlay_check`: a connection whose remote address is on the
+//!   Yggdrasil overlay must come from an address of the key it proved.
 //! - [`import`]: [`RemoteTree`], a peer's tree as a local
 //!   [`ninep_server::Node`] graph, with lazy connection, reconnect and
 //!   backoff.
@@ -67,13 +69,14 @@ mod endpoint;
 pub mod import;
 pub mod key;
 mod nine;
+mod overlay_check;
 mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use endpoint::{Config, Connection, Endpoint, Incoming, Stream};
-pub use import::{ImportConfig, ImportStatus, Peer, RemoteTree};
+pub use import::{ImportConfig, ImportStatus, Peer, RemoteTree, Via};
 pub use key::{KeyError, PublicKey};
 pub use nine::{dial, dial_with, serve, serve_services, Services};
 pub use verify::KnownKeys;
@@ -215,6 +218,45 @@ impl Error {
         };
         match source {
             quinn::ConnectionError::TransportError(e) => is_crypto(e.code.into()),
+            quinn::ConnectionError::ConnectionClosed(c) => is_crypto(c.error_code.into()),
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                c.error_code == quinn::VarInt::from_u32(close::UNKNOWN_PEER)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Error {
+    /// Whether our own verifier refused the peer: it presented a key other
+    /// than the one we dialed it for (a wrong address, a forged invite, a
+    /// man in the middle). Only the dialing side pins a key, so this is a
+    /// dial's error.
+    pub fn is_wrong_key(&self) -> bool {
+        match self {
+            // A locally detected TLS failure: our verifier's alert.
+            Error::Handshake {
+                source: quinn::ConnectionError::TransportError(e),
+                ..
+            }
+            | Error::Connection {
+                source: quinn::ConnectionError::TransportError(e),
+                ..
+            } => is_crypto(e.code.into()),
+            _ => false,
+        }
+    }
+
+    /// Whether the peer refused our key: its verifier sent a TLS alert, or
+    /// it closed the connection as from an unknown peer. With TLS 1.3 a
+    /// dial may succeed before the server has checked the client's
+    /// certificate, so this can also arrive on an established connection.
+    pub fn is_refused_by_peer(&self) -> bool {
+        let source = match self {
+            Error::Handshake { source, .. } | Error::Connection { source, .. } => source,
+            _ => return false,
+        };
+        match source {
             quinn::ConnectionError::ConnectionClosed(c) => is_crypto(c.error_code.into()),
             quinn::ConnectionError::ApplicationClosed(c) => {
                 c.error_code == quinn::VarInt::from_u32(close::UNKNOWN_PEER)

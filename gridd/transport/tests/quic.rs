@@ -76,6 +76,8 @@ async fn an_unknown_client_key_is_refused() {
             }
         };
         assert!(client.is_authentication(), "{client}");
+        assert!(client.is_refused_by_peer(), "{client}");
+        assert!(!client.is_wrong_key(), "{client}");
         let err = server.await.unwrap().err().expect("server refused");
         assert!(err.to_string().contains("not a known peer"), "{err}");
     })
@@ -109,6 +111,8 @@ async fn a_server_with_another_key_is_refused_by_the_client() {
             .expect("MITM refused");
         assert!(err.is_authentication(), "{err}");
         assert!(err.to_string().contains("is not the expected"), "{err}");
+        assert!(err.is_wrong_key(), "{err}");
+        assert!(!err.is_refused_by_peer(), "{err}");
         let mitm = handshakes.recv().await.unwrap();
         assert!(mitm.is_err(), "Mallory got no connection");
         // Nor can Mallory get a 9P session.

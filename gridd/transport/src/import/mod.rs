@@ -29,6 +29,15 @@
 //! happened. Open files are not reopened: reads and writes on a file
 //! opened before the loss fail, as in Plan 9.
 //!
+//! # Transport
+//!
+//! Sessions run on a QUIC stream (`grid-9p/1`), except between two grids
+//! on the Yggdrasil overlay: once [`RemoteTree::set_overlay_source`] has
+//! given this grid's overlay address, a peer address that is the overlay
+//! address of the peer's key is dialed over plain TCP first, QUIC after a
+//! head start or when TCP fails (see [`link`] for why that is safe and
+//! faster). [`ImportStatus::via`] says which carries the session.
+//!
 //! # Limits
 //!
 //! 9P2000.L carries only an errno (Rlerror), so a peer's own error text
@@ -38,9 +47,10 @@
 //! Plan 9's mount driver does with its device number. Nodes renamed by
 //! another client are not followed across a reconnect.
 
+pub mod link;
 mod node;
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -48,10 +58,11 @@ use async_trait::async_trait;
 use ninep::Dialect;
 use ninep_client::{Client, ClientConfig, Fid};
 use ninep_server::{AttachInfo, FileServer, Node};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::{Alpn, Connection, Endpoint, PublicKey};
+use crate::{Endpoint, PublicKey};
+pub use link::{overlay_tcp_targets, Via};
+use link::{Link, Plan};
 use node::RemoteNode;
 
 /// Who to import from.
@@ -80,6 +91,12 @@ pub struct ImportConfig {
     pub backoff_max: Duration,
     /// The msize asked for.
     pub msize: u32,
+    /// The TCP port of the peer's plain 9P on its overlay address (gridd's
+    /// `[overlay] port`, 564 by default); 0 keeps the import on QUIC.
+    pub overlay_port: u16,
+    /// How long TCP to an overlay address is tried alone before QUIC is
+    /// dialed too (at once if every TCP attempt fails first).
+    pub tcp_head_start: Duration,
 }
 
 impl Default for ImportConfig {
@@ -91,9 +108,15 @@ impl Default for ImportConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             msize: ninep_client::DEFAULT_MSIZE,
+            overlay_port: DEFAULT_OVERLAY_PORT,
+            tcp_head_start: Duration::from_millis(500),
         }
     }
 }
+
+/// 9P's registered TCP port, where gridd serves plain 9P on its overlay
+/// address unless configured otherwise.
+pub const DEFAULT_OVERLAY_PORT: u16 = 564;
 
 /// What an import is doing, for `/net/peers/NAME/status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +125,10 @@ pub struct ImportStatus {
     pub connected: bool,
     /// The peer's address, while connected.
     pub addr: Option<SocketAddr>,
-    /// The round-trip time, while connected.
+    /// What carries the session, while connected.
+    pub via: Option<Via>,
+    /// The round-trip time, while connected: QUIC's estimate, or over TCP
+    /// the Tversion round trip when the session began.
     pub rtt: Option<Duration>,
     /// Sessions made so far (1 after the first connect; more after reconnects).
     pub connects: u64,
@@ -137,6 +163,7 @@ impl RemoteTree {
             imp: Arc::new(Import {
                 endpoint,
                 peer: RwLock::new(peer),
+                source: RwLock::new(None),
                 config,
                 state: Mutex::new(State::default()),
                 dialing: tokio::sync::Mutex::new(()),
@@ -164,6 +191,17 @@ impl RemoteTree {
         self.retry_now();
     }
 
+    /// Sets this grid's own overlay address (`None`: not on the overlay).
+    /// Only the address of the grid's own key may be given: peers take
+    /// plain TCP from it as from us. A change allows a dial at once; a
+    /// live session is kept.
+    pub fn set_overlay_source(&self, source: Option<Ipv6Addr>) {
+        let changed = std::mem::replace(&mut *write(&self.imp.source), source) != source;
+        if changed {
+            self.retry_now();
+        }
+    }
+
     /// Forgets the backoff, so the next operation dials.
     pub fn retry_now(&self) {
         let mut st = self.imp.state();
@@ -175,7 +213,7 @@ impl RemoteTree {
     /// files fail from now on; the next operation dials again.
     pub fn disconnect(&self) {
         if let Some(s) = self.imp.state().session.take() {
-            s.conn.close(crate::close::DONE, "import ended");
+            s.link.close();
         }
     }
 
@@ -186,8 +224,9 @@ impl RemoteTree {
         let now = Instant::now();
         ImportStatus {
             connected: live.is_some(),
-            addr: live.map(|s| s.conn.remote_addr()),
-            rtt: live.map(|s| s.conn.rtt()),
+            addr: live.map(|s| s.link.remote_addr()),
+            via: live.map(|s| s.link.via()),
+            rtt: live.map(|s| s.link.rtt()),
             connects: st.connects,
             last_error: st.last_error.clone(),
             retry_in: st.retry_at.filter(|t| *t > now).map(|t| t - now),
@@ -206,6 +245,8 @@ impl FileServer for RemoteTree {
 struct Import {
     endpoint: Endpoint,
     peer: RwLock<Peer>,
+    /// Our overlay address, when this grid is on the overlay.
+    source: RwLock<Option<Ipv6Addr>>,
     config: ImportConfig,
     state: Mutex<State>,
     /// Held while dialing, so concurrent operations make one dial.
@@ -227,7 +268,7 @@ struct State {
 /// One 9P session with the peer, and its attach.
 struct Session {
     gen: u64,
-    conn: Connection,
+    link: Link,
     root: Arc<Fid>,
     // Kept so the session outlives its last fid until replaced.
     client: Client,
@@ -235,7 +276,7 @@ struct Session {
 
 impl Session {
     fn alive(&self) -> bool {
-        !self.client.is_closed() && self.conn.close_reason().is_none()
+        !self.client.is_closed() && self.link.close_reason().is_none()
     }
 }
 
@@ -276,13 +317,13 @@ impl Import {
             });
         let mut st = self.state();
         match result {
-            Ok((conn, client, root)) => {
+            Ok((link, client, root)) => {
                 st.connects += 1;
                 st.failures = 0;
                 st.retry_at = None;
                 let s = Arc::new(Session {
                     gen: st.connects,
-                    conn,
+                    link,
                     root: Arc::new(root),
                     client,
                 });
@@ -311,7 +352,7 @@ impl Import {
             if s.alive() {
                 return Ok(Some(s.clone()));
             }
-            let reason = s.conn.close_reason().map(|e| e.to_string());
+            let reason = s.link.close_reason();
             st.last_error = Some(format!(
                 "connection lost: {}",
                 reason.as_deref().unwrap_or("9P session closed")
@@ -332,47 +373,15 @@ impl Import {
             .min(self.config.backoff_max)
     }
 
-    /// Connects to the first address that answers, then version and attach.
-    async fn dial(&self) -> Result<(Connection, Client, Fid), DialFailure> {
-        let (key, addrs) = {
-            let p = read(&self.peer);
-            (p.key, p.addrs.clone())
-        };
-        let mut attempts = JoinSet::new();
-        for addr in addrs {
-            let ep = self.endpoint.clone();
-            attempts.spawn(async move { ep.connect(addr, &key, Alpn::NineP).await });
-        }
-        let mut failure = DialFailure {
-            auth: false,
-            detail: "no address known".into(),
-        };
-        let conn = loop {
-            match attempts.join_next().await {
-                None => return Err(failure),
-                Some(Ok(Ok(conn))) => break conn,
-                Some(Ok(Err(e))) => {
-                    failure = DialFailure {
-                        auth: e.is_authentication(),
-                        detail: e.to_string(),
-                    }
-                }
-                Some(Err(e)) => failure.detail = format!("dial task: {e}"),
-            }
-        };
-        drop(attempts);
+    /// Connects over the first transport and address that answers (see
+    /// [`link`]), then checks the dialect and attaches.
+    async fn dial(&self) -> Result<(Link, Client, Fid), DialFailure> {
+        let plan = self.plan();
+        let (link, client) = link::connect(&self.endpoint, plan).await?;
         let fail = |detail: String| DialFailure {
             auth: false,
             detail,
         };
-        let config = ClientConfig {
-            msize: self.config.msize,
-            dialect: Dialect::L,
-        };
-        let client = conn
-            .open_9p(config)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
         if client.dialect() != Dialect::L {
             let v = client.dialect().version_string();
             return Err(fail(format!("peer speaks {v}, not 9P2000.L")));
@@ -381,7 +390,28 @@ impl Import {
             .attach(&self.config.uname, &self.config.aname)
             .await
             .map_err(|e| fail(format!("attach: {e}")))?;
-        Ok((conn, client, root))
+        Ok((link, client, root))
+    }
+
+    /// Where to dial now: the peer's addresses over QUIC, and over TCP
+    /// those that are its key's overlay address, if we are on the overlay.
+    fn plan(&self) -> Plan {
+        let (key, quic) = {
+            let p = read(&self.peer);
+            (p.key, p.addrs.clone())
+        };
+        let source = *read(&self.source);
+        let targets = overlay_tcp_targets(&key, &quic, source, self.config.overlay_port);
+        Plan {
+            key,
+            tcp: source.filter(|_| !targets.is_empty()).map(|s| (s, targets)),
+            quic,
+            tcp_head_start: self.config.tcp_head_start,
+            client: ClientConfig {
+                msize: self.config.msize,
+                dialect: Dialect::L,
+            },
+        }
     }
 
     fn unreachable(&self) -> ninep_server::Error {
