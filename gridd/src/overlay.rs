@@ -21,6 +21,12 @@
 //! The daemon may start after gridd: joining is retried in the background
 //! with a backoff capped at [`MAX_BACKOFF`], and each distinct problem is
 //! logged once.
+//!
+//! Once the daemon answers, gridd keeps the configured `links` up: every
+//! [`LINK_CHECK_EVERY`] it reads `getPeers` and redials (`removePeer` +
+//! `addPeer`) each link that is not up. Debian 12's yggdrasil 0.4.7
+//! redials a lost peer only every 60 s by itself, so without this a link
+//! that returns leaves `/n/PEER` unreachable for up to a minute.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -58,6 +64,12 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How many "refused" lines may be logged per [`REFUSAL_LOG_EVERY`].
 pub const REFUSAL_LOG_BURST: u32 = 5;
+/// How often gridd checks that its configured `links` are up.
+pub const LINK_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// The link schemes yggdrasil 0.4 and 0.5 dial.
+const LINK_SCHEMES: &[&str] = &[
+    "tcp", "tls", "quic", "socks", "sockstls", "ws", "wss", "unix",
+];
 
 /// Which yggdrasil daemon to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +114,9 @@ pub struct OverlayConfig {
     pub port: u16,
     /// UDP port for QUIC on the overlay address; 0 turns it off.
     pub quic_port: u16,
+    /// Peering links (`tls://HOST:PORT`, …) gridd keeps up through the
+    /// admin socket.
+    pub links: Vec<String>,
 }
 
 impl Default for OverlayConfig {
@@ -110,8 +125,46 @@ impl Default for OverlayConfig {
             yggdrasil: Yggdrasil::Auto,
             port: DEFAULT_PORT,
             quic_port: DEFAULT_QUIC_PORT,
+            links: Vec::new(),
         }
     }
+}
+
+/// Checks a peering link URI as yggdrasil takes it: `SCHEME://HOST:PORT`
+/// (a known scheme, a port number), optionally with `?query` options;
+/// `unix://PATH` for unix sockets.
+pub fn check_link(uri: &str) -> Result<(), String> {
+    let want = "want SCHEME://HOST:PORT, such as tls://198.51.100.7:443";
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| format!("'{uri}': {want}"))?;
+    if !LINK_SCHEMES.contains(&scheme) {
+        return Err(format!(
+            "'{uri}': unknown scheme '{scheme}' (yggdrasil dials {})",
+            LINK_SCHEMES.join(", ")
+        ));
+    }
+    if uri.chars().any(char::is_whitespace) {
+        return Err(format!("'{uri}': has white space"));
+    }
+    let authority = link_authority(rest);
+    if scheme == "unix" {
+        return if authority.is_empty() {
+            Err(format!("'{uri}': want unix:///PATH"))
+        } else {
+            Ok(())
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("'{uri}': {want}")),
+    }
+}
+
+/// The `HOST:PORT` (or path) of a link URI after its `SCHEME://`: without
+/// `?query` options (0.4.7's `remote` has none; 0.5's keeps them).
+fn link_authority(rest: &str) -> &str {
+    rest.split(['?', '#']).next().unwrap_or(rest)
 }
 
 /// The yggdrasil config for a grid key, as `gridd --yggdrasil-config`
@@ -225,8 +278,15 @@ async fn attempt(join: &Join, bound: &mut Bound, tasks: &mut JoinSet<()>) -> Res
     let addr = match bound.addr {
         Some(a) => a,
         None => {
-            let a = overlay_address(join).await?;
+            let (a, admin) = overlay_address(join).await?;
             bound.addr = Some(a);
+            if !join.config.links.is_empty() {
+                tasks.spawn(keep_links(
+                    Admin::new(admin),
+                    join.config.links.clone(),
+                    join.stop.clone(),
+                ));
+            }
             // The grid key's own address: /n/PEER may now reach peers'
             // overlay addresses over plain TCP, from it.
             join.grid.peers.set_overlay_source(Some(a));
@@ -287,8 +347,9 @@ async fn attempt(join: &Join, bound: &mut Bound, tasks: &mut JoinSet<()>) -> Res
     }
 }
 
-/// Asks the daemon for its address and checks that it is this grid's.
-async fn overlay_address(join: &Join) -> Result<Ipv6Addr, Problem> {
+/// Asks the daemon for its address and checks that it is this grid's;
+/// returns it and the admin socket that answered.
+async fn overlay_address(join: &Join) -> Result<(Ipv6Addr, AdminAddr), Problem> {
     let admin = match &join.config.yggdrasil {
         Yggdrasil::Off => return Err(Problem::NoDaemon),
         Yggdrasil::Admin(a) => a.clone(),
@@ -313,7 +374,158 @@ async fn overlay_address(join: &Join) -> Result<Ipv6Addr, Problem> {
             me.address
         )));
     }
-    Ok(mine)
+    Ok((mine, admin))
+}
+
+/// Keeps the configured links up until shutdown: checks them every
+/// [`LINK_CHECK_EVERY`] and redials those that are down.
+async fn keep_links(admin: Admin, links: Vec<String>, mut stop: watch::Receiver<bool>) {
+    let mut keeper = LinkKeeper::new(links);
+    loop {
+        keeper.check(&admin).await;
+        tokio::select! {
+            _ = tokio::time::sleep(LINK_CHECK_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// What gridd last saw of a configured link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// Not checked yet.
+    Unknown,
+    Up,
+    Down,
+}
+
+/// The configured links and what was last seen and said of each: every
+/// line is logged once per change, however often the check runs.
+struct LinkKeeper {
+    links: Vec<KeptLink>,
+    /// The last admin-socket problem logged ("" after a good answer).
+    said: String,
+}
+
+struct KeptLink {
+    uri: String,
+    state: LinkState,
+    /// The last redial error logged for it.
+    said: String,
+}
+
+impl LinkKeeper {
+    fn new(links: Vec<String>) -> LinkKeeper {
+        LinkKeeper {
+            links: links
+                .into_iter()
+                .map(|uri| KeptLink {
+                    uri,
+                    state: LinkState::Unknown,
+                    said: String::new(),
+                })
+                .collect(),
+            said: String::new(),
+        }
+    }
+
+    /// One round: reads getPeers, redials each link that is not up.
+    async fn check(&mut self, admin: &Admin) {
+        let remotes = match admin.get_peers().await {
+            Ok(peers) => {
+                self.said.clear();
+                up_remotes(&peers)
+            }
+            Err(e) => {
+                let msg = format!("cannot check links: {e}");
+                if msg != self.said {
+                    eprintln!("gridd: overlay: {msg}");
+                    self.said = msg;
+                }
+                return;
+            }
+        };
+        for link in &mut self.links {
+            let up = link_is_up(&link.uri, &remotes).await;
+            let now = if up { LinkState::Up } else { LinkState::Down };
+            if let Some(line) = link_change_line(&link.uri, link.state, now) {
+                eprintln!("gridd: overlay: {line}");
+            }
+            link.state = now;
+            if up {
+                link.said.clear();
+                continue;
+            }
+            if let Err(e) = admin.redial(&link.uri).await {
+                let msg = format!("redialing link {}: {e}", link.uri);
+                if msg != link.said {
+                    eprintln!("gridd: overlay: {msg}");
+                    link.said = msg;
+                }
+            }
+        }
+    }
+}
+
+/// The line to log when a link goes from `was` to `now`, if any.
+fn link_change_line(uri: &str, was: LinkState, now: LinkState) -> Option<String> {
+    let every = LINK_CHECK_EVERY.as_secs();
+    match (was, now) {
+        (LinkState::Unknown, LinkState::Up) => Some(format!("link {uri} is up")),
+        (LinkState::Down, LinkState::Up) => Some(format!("link {uri} is up again")),
+        (LinkState::Unknown | LinkState::Up, LinkState::Down) => {
+            Some(format!("link {uri} is down; redialing it every {every}s"))
+        }
+        _ => None,
+    }
+}
+
+/// The `remote` URIs of the links that are up, split into scheme and
+/// address (inbound links are the peer's: its remote is not one of ours).
+fn up_remotes(peers: &[grid_overlay::PeerInfo]) -> Vec<(String, String)> {
+    peers
+        .iter()
+        .filter(|p| p.up && p.inbound != Some(true))
+        .filter_map(|p| p.remote.as_deref())
+        .filter_map(split_link)
+        .collect()
+}
+
+/// `SCHEME://AUTHORITY?…` as lower-case scheme and authority.
+fn split_link(uri: &str) -> Option<(String, String)> {
+    let (scheme, rest) = uri.split_once("://")?;
+    Some((
+        scheme.to_ascii_lowercase(),
+        link_authority(rest).to_ascii_lowercase(),
+    ))
+}
+
+/// Whether `uri` is among the `remotes` that are up: by its address as
+/// written, or, for a host name, by any address it resolves to (0.4.7's
+/// `remote` is the address it dialed).
+async fn link_is_up(uri: &str, remotes: &[(String, String)]) -> bool {
+    let Some((scheme, authority)) = split_link(uri) else {
+        return false;
+    };
+    let same_scheme: Vec<&str> = remotes
+        .iter()
+        .filter(|(s, _)| *s == scheme)
+        .map(|(_, a)| a.as_str())
+        .collect();
+    if same_scheme.contains(&authority.as_str()) {
+        return true;
+    }
+    let remote_addrs: Vec<SocketAddr> = same_scheme.iter().filter_map(|a| a.parse().ok()).collect();
+    if remote_addrs.is_empty() {
+        return false;
+    }
+    if let Ok(sa) = authority.parse::<SocketAddr>() {
+        return remote_addrs.contains(&sa);
+    }
+    match tokio::net::lookup_host(authority).await {
+        Ok(mut addrs) => addrs.any(|sa| remote_addrs.contains(&sa)),
+        Err(_) => false,
+    }
 }
 
 fn tcp_addr(addr: Ipv6Addr, port: u16) -> Addr {
@@ -480,6 +692,77 @@ mod tests {
             line.ends_with("(2 more refused and not reported)"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn link_uris_are_checked() {
+        for ok in [
+            "tls://198.51.100.7:443",
+            "tcp://[fd00::1]:7000",
+            "quic://node.example:9000?key=ab",
+            "unix:///run/peer.sock",
+        ] {
+            assert_eq!(check_link(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "198.51.100.7:443",
+            "http://h:1",
+            "tls://h",
+            "tls://:1",
+            "tls://h:x",
+        ] {
+            assert!(check_link(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn link_changes_are_logged_once() {
+        use LinkState::*;
+        let uri = "tcp://10.0.0.2:7000";
+        assert_eq!(
+            link_change_line(uri, Unknown, Up).as_deref(),
+            Some("link tcp://10.0.0.2:7000 is up")
+        );
+        assert!(link_change_line(uri, Up, Down).is_some());
+        assert!(link_change_line(uri, Unknown, Down).is_some());
+        assert_eq!(link_change_line(uri, Down, Down), None);
+        assert_eq!(link_change_line(uri, Up, Up), None);
+        assert_eq!(
+            link_change_line(uri, Down, Up).as_deref(),
+            Some("link tcp://10.0.0.2:7000 is up again")
+        );
+    }
+
+    fn peer(remote: &str, up: bool, inbound: Option<bool>) -> grid_overlay::PeerInfo {
+        let key = [7u8; 32];
+        grid_overlay::PeerInfo {
+            address: address_for_key(&key),
+            key,
+            remote: Some(remote.into()),
+            up,
+            inbound,
+        }
+    }
+
+    #[tokio::test]
+    async fn links_match_the_remotes_that_are_up() {
+        let peers = [
+            peer("tcp://10.0.0.2:7000", true, None),
+            peer("TLS://[fd00::2]:443", true, Some(false)),
+            peer("tcp://10.0.0.9:7000", false, Some(false)),
+            peer("tcp://10.0.0.5:41234", true, Some(true)),
+            peer("tcp://127.0.0.1:7001", true, None),
+        ];
+        let remotes = up_remotes(&peers);
+        assert!(link_is_up("tcp://10.0.0.2:7000", &remotes).await);
+        // 0.5 keeps the query in its remote; 0.4.7 does not.
+        assert!(link_is_up("tls://[fd00::2]:443?key=ab", &remotes).await);
+        // Down, or the wrong scheme, or only inbound: not up.
+        assert!(!link_is_up("tcp://10.0.0.9:7000", &remotes).await);
+        assert!(!link_is_up("tls://10.0.0.2:7000", &remotes).await);
+        assert!(!link_is_up("tcp://10.0.0.5:41234", &remotes).await);
+        // A host name matches the address 0.4.7 dialed for it.
+        assert!(link_is_up("tcp://localhost:7001", &remotes).await);
     }
 
     #[test]

@@ -382,6 +382,26 @@ impl Line {
         }
     }
 
+    /// Brings the b—c veth back up and leaves redialing to the daemons
+    /// (and to a gridd that keeps the link: `[overlay] links`). 0.4.7 by
+    /// itself redials only every 60 s.
+    pub fn restore_bc_without_redial(&self) {
+        self.set_bc("up");
+    }
+
+    /// Whether node `i`'s daemon lists a link to `uri` that is up (`false`
+    /// when its admin socket does not answer).
+    pub fn link_up(&self, i: usize, uri: &str) -> bool {
+        self.rt
+            .block_on(self.nodes[i].admin.get_peers())
+            .map(|peers| {
+                peers
+                    .iter()
+                    .any(|p| p.up && p.remote.as_deref() == Some(uri))
+            })
+            .unwrap_or(false)
+    }
+
     fn set_bc(&self, how: &str) {
         let link = &LINKS[1];
         for end in 0..2 {

@@ -459,6 +459,86 @@ fn mounts_c_through_b(ygg: Ygg) {
     c.wait_log(&format!("refused 9P from {a_addr}: not a known peer"));
 }
 
+/// How long a's `/n/c` may take to work again after b—c returns when
+/// c's gridd keeps the link (`[overlay] links`) and nothing else redials:
+/// gridd checks every 5 s, the redial and 0.4.7's routing take a few
+/// seconds more, and a did not read during the cut, so /n has no backoff
+/// to wait out. 0.4.7 alone redials after 60 s (measured: ~53 s after the
+/// link returned), so reading within this bound shows gridd redialed.
+const KEPT_LINK_RECOVER: Duration = Duration::from_secs(30);
+
+/// c's gridd is started with `links = [c's URI for b]`; b—c is cut until
+/// c's daemon drops the link, then restored with no redial by the
+/// harness: gridd's redial brings `/n/c` back well before 0.4.7's own
+/// 60 s one would.
+#[test]
+fn gridd_redials_its_links_so_n_c_returns_before_0_4_7_would() {
+    let Some(line) = line_with_timeout() else {
+        return;
+    };
+    let (a_addr, c_addr) = (line.nodes[0].address(), line.nodes[2].address());
+    line.wait_reachable(0, c_addr, CONVERGE)
+        .unwrap_or_else(|| panic!("a never reached c\n{}", line.logs()));
+    let uri = line.peer_uri(2);
+    let dir = export_dir();
+    let c = line.start_gridd_with(
+        2,
+        &format!("links = [\"{uri}\"]\n"),
+        3,
+        &["--export", &format!("pub={}", dir.path().display())],
+    );
+    let a = line.start_gridd(0, &[]);
+    // The link is up already: gridd says so once and does not redial it.
+    c.wait_log(&format!("link {uri} is up"));
+    pair(&a, &c, a_addr, c_addr);
+    let (out, _) = poll_until(&line, &a, 'c', CONVERGE)
+        .unwrap_or_else(|last| panic!("a never read /n/c: {last}\n{}\n{}", a.log(), c.log()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+
+    // Cut until c's daemon has dropped the link, so that coming back
+    // needs a redial; c's gridd notices and says so once.
+    line.cut_bc();
+    let start = Instant::now();
+    while line.link_up(2, &uri) {
+        assert!(
+            start.elapsed() < PEER_TIMEOUT + CUT_NOTICE_SLACK,
+            "c's daemon kept its link to b with b—c cut\n{}",
+            line.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("c dropped its link to b after {:?}", start.elapsed());
+    c.wait_log(&format!("link {uri} is down"));
+    // 0.4.7 redials once right after a link drops (about a second later);
+    // the cut outlasts that, so only its 60 s loop, or gridd, redials.
+    std::thread::sleep(HOLD_CUT);
+
+    line.restore_bc_without_redial();
+    let (out, took) = poll_until(&line, &a, 'c', KEPT_LINK_RECOVER).unwrap_or_else(|last| {
+        panic!(
+            "a did not read /n/c within {KEPT_LINK_RECOVER:?} of b—c returning: {last}\n{}\n{}\n{}",
+            c.log(),
+            a.log(),
+            line.logs()
+        )
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    eprintln!("after b—c returned (c's gridd redialed b), a read /n/c again in {took:?}");
+    c.wait_log(&format!("link {uri} is up again"));
+    // One line per change, not one per check.
+    let downs = c.log().matches(&format!("link {uri} is down")).count();
+    assert_eq!(downs, 1, "{}", c.log());
+}
+
+/// More than [`PEER_TIMEOUT`] for c's daemon to drop a cut link: 0.4.7
+/// notices a dead peer by its own keepalive timeout.
+const CUT_NOTICE_SLACK: Duration = Duration::from_secs(30);
+
+/// How long b—c stays cut after c's daemon dropped the link: well past
+/// 0.4.7's one quick redial after a drop (seen about 1 s after it), which
+/// would otherwise bring the link back by itself when the cut is short.
+const HOLD_CUT: Duration = Duration::from_secs(10);
+
 /// c serves no plain TCP on the overlay (`[overlay] port = 0`): a's
 /// `/n/c` finds nothing on c's 9P port and reads over QUIC instead.
 #[test]
