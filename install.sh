@@ -23,13 +23,15 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq build-essential pkg-config fuse3 libfuse3-dev ca-certificates >/dev/null
 
 # Debian 12's own rustc (1.63) is too old; its rustc-web/cargo-web (1.88+) is not.
+# rustfmt-web and rust-web-clippy come apart from it: ./test.sh runs
+# `cargo fmt` and `cargo clippy`.
 cargo_ok() {
     command -v cargo >/dev/null 2>&1 || return 1
     v=$(cargo --version | sed -n 's/^cargo 1\.\([0-9]*\).*/\1/p')
     [ -n "$v" ] && [ "$v" -ge 88 ]
 }
 if ! cargo_ok; then
-    $SUDO apt-get install -y -qq rustc-web cargo-web >/dev/null
+    $SUDO apt-get install -y -qq rustc-web cargo-web rustfmt-web rust-web-clippy >/dev/null
 fi
 cargo_ok || { echo "install.sh: need cargo 1.88 or later" >&2; exit 1; }
 

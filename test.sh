@@ -19,6 +19,13 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     for p in diod fuse3 libfuse3-dev pkg-config yggdrasil iproute2 iputils-ping iperf3 curl xz-utils; do
         dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
     done
+    # With Debian's cargo-web (./install.sh's), `cargo fmt` and `cargo
+    # clippy` are packages of their own.
+    if dpkg -s cargo-web >/dev/null 2>&1; then
+        for p in rustfmt-web rust-web-clippy; do
+            dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+        done
+    fi
     if [ -n "$need" ]; then
         echo "== apt-get install$need"
         apt-get update -qq

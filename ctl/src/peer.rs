@@ -181,12 +181,7 @@ async fn ls(ns: &Ns) -> Result<(), Failure> {
         let status = read(ns, &format!("/net/peers/{n}/status")).await?;
         out.push_str(&format!("{n} {key} {status}\n"));
     }
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::io("standard output", &e))
+    print_out(&out)
 }
 
 /// `grid lan`: `/net/lan` as a table, `NAME KEY PEER ADDRESSES` (PEER is
@@ -196,13 +191,7 @@ pub async fn lan(ns: &Ns) -> Report {
     let mut report = Report::default();
     let r = async {
         let text = read(ns, "/net/lan").await?;
-        let out = lan_table(&text);
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(out.as_bytes())
-            .and_then(|()| stdout.flush())
-            .map_err(|e| Failure::io("standard output", &e))
+        print_out(&lan_table(&text))
     }
     .await;
     report.step(r);
@@ -220,9 +209,13 @@ fn lan_table(text: &str) -> String {
             odd.push(line.to_owned());
             continue;
         }
-        let (addrs, peer) = match f.iter().position(|w| *w == "peer") {
-            Some(i) if i + 2 == f.len() && i >= 2 => (&f[2..i], f[i + 1]),
-            _ => (&f[2..], "-"),
+        // The `peer PEER` tail is the last two fields: a grid may call
+        // itself "peer", so the word is looked for only there.
+        let n = f.len();
+        let (addrs, peer) = if n >= 4 && f[n - 2] == "peer" {
+            (&f[2..n - 2], f[n - 1])
+        } else {
+            (&f[2..], "-")
         };
         rows.push([
             f[0].to_owned(),
@@ -270,5 +263,10 @@ mod lan_tests {
         assert_eq!(lan_table(&text), want);
         assert_eq!(lan_table(""), "");
         assert_eq!(lan_table("odd\n"), "odd\n");
+        // A grid named "peer" is not mistaken for the tail.
+        let named_peer = format!("peer {k1} quic!10.0.0.2!5641 peer p\n");
+        assert!(
+            lan_table(&named_peer).ends_with(&format!("peer  {k1}  p     quic!10.0.0.2!5641\n"))
+        );
     }
 }

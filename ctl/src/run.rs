@@ -88,13 +88,12 @@ pub async fn run(ns: &Ns, spec: &RunSpec) -> Result<u8, Failure> {
         let msg = with_share(ns, cpu, message(&e)).await;
         return Err(Failure::at(format!("{cpu}/clone"), msg));
     }
-    let n = String::from_utf8_lossy(
+    let n = job_number(
         &ctl.read(0, 64)
             .await
             .map_err(|e| Failure::remote(format!("{cpu}/clone"), &e))?,
     )
-    .trim()
-    .to_owned();
+    .ok_or_else(|| Failure::at(format!("{cpu}/clone"), "did not give a job number"))?;
     let job = Job {
         ctl: Arc::new(ctl),
         cpu: cpu.to_owned(),
@@ -104,6 +103,12 @@ pub async fn run(ns: &Ns, spec: &RunSpec) -> Result<u8, Failure> {
     // The job goes whatever happened; its output is no longer needed.
     let _ = job.ctl.write(0, b"rm\n").await;
     result
+}
+
+/// The job number a read of `clone` gave; `None` for anything else, so
+/// that a misbehaving peer cannot point the job's paths elsewhere.
+fn job_number(text: &[u8]) -> Option<u32> {
+    std::str::from_utf8(text).ok()?.trim().parse().ok()
 }
 
 struct Job {
@@ -255,8 +260,11 @@ async fn place(ns: &Ns) -> Result<(String, String), Failure> {
         });
     }
     let mut free: Vec<Option<f64>> = vec![None; candidates.len()];
-    while let Some(Ok((i, f))) = reads.join_next().await {
-        free[i] = f;
+    // A read that panicked leaves its grid out, not the ones after it.
+    while let Some(joined) = reads.join_next().await {
+        if let Ok((i, f)) = joined {
+            free[i] = f;
+        }
     }
     let best = free
         .iter()
@@ -377,14 +385,17 @@ fn copy(fid: Arc<Fid>, path: String, out: Out) -> JoinHandle<Result<(), Failure>
                 return Ok(());
             }
             offset += data.len() as u64;
-            let written = match out {
+            let (written, name) = match out {
                 Out::Stdout => {
                     let mut o = io::stdout().lock();
-                    o.write_all(&data).and_then(|()| o.flush())
+                    (
+                        o.write_all(&data).and_then(|()| o.flush()),
+                        "standard output",
+                    )
                 }
-                Out::Stderr => io::stderr().lock().write_all(&data),
+                Out::Stderr => (io::stderr().lock().write_all(&data), "standard error"),
             };
-            written.map_err(|e| Failure::io("standard output", &e))?;
+            written.map_err(|e| Failure::io(name, &e))?;
         }
     })
 }
@@ -449,6 +460,14 @@ mod tests {
         assert_eq!(free_cores(&info(8, 9.0, 0, two), 0), Some(0.0));
         assert_eq!(free_cores(&info(8, 0.0, 1, two), 3), None, "no job left");
         assert_eq!(free_cores("share withdrawn\n", 0), None);
+    }
+
+    #[test]
+    fn job_numbers_are_numbers() {
+        assert_eq!(job_number(b"7\n"), Some(7));
+        assert_eq!(job_number(b"../../ctl\n"), None);
+        assert_eq!(job_number(b""), None);
+        assert_eq!(job_number(b"\xff"), None);
     }
 
     #[test]

@@ -299,12 +299,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let g = g.into_inner();
         let key = format!("groups.{gname}");
         check_name(&gname).map_err(|m| at(span.clone(), &key, m))?;
-        let offer = match g.offer {
-            Some(o) => {
-                parse_policy(o.get_ref()).map_err(|m| at(o.span(), &format!("{key}.offer"), m))?
-            }
-            None => Policy::none(),
-        };
+        let offer = optional_policy(&g.offer, &format!("{key}.offer"), &at)?;
         groups.insert(gname, GroupConfig { offer });
     }
     let mut peers = BTreeMap::new();
@@ -335,14 +330,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     .map_err(|m| at(a.span(), &format!("{key}.addrs"), m))?,
             );
         }
-        let policy = |o: &Option<Spanned<String>>, what: &str| match o {
-            Some(o) => {
-                parse_policy(o.get_ref()).map_err(|m| at(o.span(), &format!("{key}.{what}"), m))
-            }
-            None => Ok(Policy::none()),
-        };
-        let offer = policy(&p.offer, "offer")?;
-        let request = policy(&p.request, "request")?;
+        let offer = optional_policy(&p.offer, &format!("{key}.offer"), &at)?;
+        let request = optional_policy(&p.request, &format!("{key}.request"), &at)?;
         let mut member_of = Vec::new();
         for g in &p.groups {
             if !groups.contains_key(g.get_ref()) {
@@ -378,6 +367,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         },
         overlay: overlay_config(raw.overlay, &at)?,
     })
+}
+
+/// The policy at `key`, or nothing when the key is left out.
+fn optional_policy(
+    o: &Option<Spanned<String>>,
+    key: &str,
+    at: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
+) -> Result<Policy, ConfigError> {
+    match o {
+        Some(o) => parse_policy(o.get_ref()).map_err(|m| at(o.span(), key, m)),
+        None => Ok(Policy::none()),
+    }
 }
 
 /// Checks the `[overlay]` table; what it leaves out keeps its default.

@@ -121,7 +121,7 @@ fn dialable(ip: &ScopedIp, port: u16) -> Option<SocketAddr> {
         return None;
     }
     match ip {
-        ScopedIp::V6(v6) if is_link_local(v6.addr()) => {
+        ScopedIp::V6(v6) if v6.addr().is_unicast_link_local() => {
             let scope = v6.scope_id().index;
             (scope != 0).then(|| SocketAddr::V6(SocketAddrV6::new(*v6.addr(), port, 0, scope)))
         }
@@ -130,10 +130,6 @@ fn dialable(ip: &ScopedIp, port: u16) -> Option<SocketAddr> {
             _ => Some(SocketAddr::new(addr, port)),
         },
     }
-}
-
-fn is_link_local(ip: &std::net::Ipv6Addr) -> bool {
-    ip.segments()[0] & 0xffc0 == 0xfe80
 }
 
 /// A grid seen on the LAN: every announcement with its key, merged.
@@ -153,6 +149,17 @@ pub struct Seen {
 struct TableInner {
     /// Announcements by instance (the lowercased DNS-SD full name).
     instances: BTreeMap<String, (Announcement, Instant)>,
+}
+
+impl TableInner {
+    /// Every address announced with `key`, in order.
+    fn addrs_of(&self, key: &PublicKey) -> BTreeSet<SocketAddr> {
+        self.instances
+            .values()
+            .filter(|(a, _)| a.key == *key)
+            .flat_map(|(a, _)| a.addrs.iter().copied())
+            .collect()
+    }
 }
 
 /// The grids seen on the LAN. Empty while discovery is off.
@@ -179,13 +186,7 @@ impl LanTable {
         if !t.instances.contains_key(&instance) && t.instances.len() >= MAX_INSTANCES {
             return false;
         }
-        let known: BTreeSet<SocketAddr> = t
-            .instances
-            .values()
-            .filter(|(a, _)| a.key == ann.key)
-            .flat_map(|(a, _)| a.addrs.iter().copied())
-            .collect();
-        let changed = !ann.addrs.is_subset(&known);
+        let changed = !ann.addrs.is_subset(&t.addrs_of(&ann.key));
         t.instances.insert(instance, (ann, Instant::now()));
         changed
     }
@@ -228,16 +229,7 @@ impl LanTable {
 
     /// Where the grid with `key` was seen; empty when it was not.
     pub fn addrs_of(&self, key: &PublicKey) -> Vec<SocketAddr> {
-        let t = self.lock();
-        let mut addrs: Vec<SocketAddr> = t
-            .instances
-            .values()
-            .filter(|(a, _)| a.key == *key)
-            .flat_map(|(a, _)| a.addrs.iter().copied())
-            .collect();
-        addrs.sort();
-        addrs.dedup();
-        addrs
+        self.lock().addrs_of(key).into_iter().collect()
     }
 
     /// The text of `/net/lan`: `NAME KEY quic!ADDR!PORT... [peer NAME]`,

@@ -47,6 +47,8 @@ enum ExchangeError {
     Io(#[from] std::io::Error),
     #[error("timed out")]
     Timeout,
+    #[error("no longer a peer")]
+    Gone,
     #[error("bad proposal: {0}")]
     Bad(String),
 }
@@ -96,7 +98,7 @@ async fn answer(peers: Arc<Peers>, conn: Connection) {
         let exchange = async {
             let theirs = read_proposal(&mut stream).await?;
             peers.heard(&name, theirs);
-            let mine = peers.mine(&name).ok_or(ExchangeError::Timeout)?;
+            let mine = peers.mine(&name).ok_or(ExchangeError::Gone)?;
             stream.write_all(encode(&mine).as_bytes()).await?;
             stream.shutdown().await?;
             Ok::<(), ExchangeError>(())
@@ -141,18 +143,18 @@ pub fn push(peers: &Arc<Peers>, name: &str) {
     });
 }
 
-/// One exchange; `Ok(false)` when there is nothing to do (no endpoint,
-/// no such peer, no address).
-async fn exchange(peers: &Arc<Peers>, name: &str) -> Result<bool, ExchangeError> {
+/// One exchange; also `Ok` when there is nothing to do (no endpoint, no
+/// such peer, no address).
+async fn exchange(peers: &Arc<Peers>, name: &str) -> Result<(), ExchangeError> {
     let (Some(ep), Some((key, addrs))) = (peers.endpoint(), peers.dial_info(name)) else {
-        return Ok(false);
+        return Ok(());
     };
     let mut last = None;
     for addr in addrs {
         match ep.connect(addr, &key, Alpn::Sync).await {
             Ok(conn) => {
                 let r = tokio::time::timeout(EXCHANGE_TIMEOUT, async {
-                    let mine = peers.mine(name).ok_or(ExchangeError::Timeout)?;
+                    let mine = peers.mine(name).ok_or(ExchangeError::Gone)?;
                     let mut stream = conn.open_stream().await?;
                     stream.write_all(encode(&mine).as_bytes()).await?;
                     stream.shutdown().await?;
@@ -163,14 +165,14 @@ async fn exchange(peers: &Arc<Peers>, name: &str) -> Result<bool, ExchangeError>
                 .await
                 .unwrap_or(Err(ExchangeError::Timeout));
                 conn.close(close::DONE, "done");
-                return r.map(|()| true);
+                return r;
             }
             Err(e) => last = Some(e),
         }
     }
     match last {
         Some(e) => Err(e.into()),
-        None => Ok(false),
+        None => Ok(()),
     }
 }
 

@@ -33,7 +33,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -52,6 +52,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{self, PeerConfig};
 use crate::namespace::{save_peer, Grid};
+use crate::peers::lock;
 
 /// What every token begins with (the `1` is the format's version).
 pub const TOKEN_PREFIX: &str = "grid1:";
@@ -76,10 +77,6 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long used and expired invites are remembered, so that a replay is
 /// told "already used" or "expired" rather than "not recognised".
 const REMEMBER: Duration = Duration::from_secs(24 * 3600);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -301,7 +298,7 @@ fn interface_ips(v6: bool) -> Vec<IpAddr> {
         .filter(|ip| match ip {
             IpAddr::V4(_) => true,
             // fe80::/10 needs a scope id that means nothing elsewhere.
-            IpAddr::V6(a) => v6 && (a.segments()[0] & 0xffc0) != 0xfe80,
+            IpAddr::V6(a) => v6 && !a.is_unicast_link_local(),
         })
         .collect()
 }
@@ -1301,9 +1298,15 @@ mod tests {
             .create(None, Policy::none(), Duration::from_millis(50))
             .expect("create");
         assert!(known.is_pairing());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The window closes when the invite's time is up: wait for that.
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while known.is_pairing() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the window closes on expiry");
         assert_eq!(invites.redeem(&short).err(), Some(Refusal::Expired));
-        assert!(!known.is_pairing(), "the window closes on expiry");
         assert!(invites.text().contains("- expired "), "{}", invites.text());
     }
 

@@ -12,6 +12,7 @@ pub mod netns;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,29 +97,12 @@ impl TestGrid {
 
     /// Starts gridd on an existing state directory (for restart tests).
     pub fn start_in(state: tempfile::TempDir, args: &[&str]) -> TestGrid {
-        let mut child = Command::new(bin("gridd"))
-            .arg("--state")
-            .arg(state.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gridd");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some((_, addr)) = line.split_once(" serving ") {
-                        let _ = tx.send(addr.to_owned());
-                    }
-                    log.lock().expect("log").push(line);
-                }
-            });
-        }
+        let (child, log, rx) = spawn_gridd(
+            Command::new(bin("gridd"))
+                .arg("--state")
+                .arg(state.path())
+                .args(args),
+        );
         let expected = 1 + args.iter().filter(|a| **a == "--listen").count();
         let mut grid = TestGrid {
             state,
@@ -258,6 +242,36 @@ impl TestGrid {
         let dir = tempfile::tempdir().expect("placeholder");
         std::mem::replace(&mut self.state, dir)
     }
+}
+
+/// The log a gridd has printed so far, one entry a line.
+pub type GriddLog = Arc<Mutex<Vec<String>>>;
+
+/// Spawns `cmd`, a gridd command line (perhaps behind `ip netns exec`),
+/// collecting its standard error into a log and sending the address of
+/// each of its `serving` lines, as they come, to the receiver.
+pub fn spawn_gridd(cmd: &mut Command) -> (Child, GriddLog, Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn gridd ({cmd:?}): {e}"));
+    let stderr = child.stderr.take().expect("stderr");
+    let log: GriddLog = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, addr)) = line.split_once(" serving ") {
+                let _ = tx.send(addr.to_owned());
+            }
+            if let Ok(mut l) = lines.lock() {
+                l.push(line);
+            }
+        }
+    });
+    (child, log, rx)
 }
 
 impl Drop for TestGrid {

@@ -18,7 +18,6 @@
 //! do not peer with each other, so a line runs one version throughout).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -472,29 +471,7 @@ impl Line {
         );
         std::fs::write(state.path().join("grid.toml"), config).expect("write grid.toml");
         let mut cmd = node.command(&crate::bin("gridd").display().to_string());
-        cmd.arg("--state")
-            .arg(state.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn gridd");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some((_, addr)) = line.split_once(" serving ") {
-                        let _ = tx.send(addr.to_owned());
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push(line);
-                    }
-                }
-            });
-        }
+        let (child, log, rx) = crate::spawn_gridd(cmd.arg("--state").arg(state.path()).args(args));
         let public = YggConfig::for_seed(seed).public_key();
         NsGrid {
             label: node.label,

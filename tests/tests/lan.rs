@@ -7,13 +7,11 @@
 //! named `gridt-PID-lanX` (so a later overlay test run reaps them if this
 //! one is killed) and are removed on drop, also when a test panics.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use grid_tests::{bin, have, run, run_with_input, LIMIT};
+use grid_tests::{bin, have, run, run_with_input, spawn_gridd, GriddLog, LIMIT};
 
 /// How long discovery, pairing and expiry may take.
 const WAIT: Duration = Duration::from_secs(30);
@@ -111,28 +109,7 @@ impl Lan {
             cmd.arg("--export").arg(format!("{n}={}", dir.display()));
         }
         // `ip netns exec` execs gridd: the child is gridd itself.
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gridd");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if line.contains(" serving ") {
-                        let _ = tx.send(());
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push(line);
-                    }
-                }
-            });
-        }
+        let (child, log, rx) = spawn_gridd(&mut cmd);
         let g = NsGridd {
             name: name.to_owned(),
             state,
@@ -165,7 +142,7 @@ struct NsGridd {
     name: String,
     state: tempfile::TempDir,
     child: Option<Child>,
-    log: Arc<Mutex<Vec<String>>>,
+    log: GriddLog,
 }
 
 impl NsGridd {

@@ -184,10 +184,9 @@ no u-rmdir-nonempty rmdir /mnt/u/ud
 t u-rm rm /mnt/u/ud/ulink /mnt/u/ud/u3.txt
 t u-rmdir rmdir /mnt/u/ud
 no u-missing cat /mnt/u/nope
-# Known gridd bugs in 9P2000.u Tcreate: DMLINK is ignored (an empty
-# mode-0 file is made instead of a link); a fifo, device or dangling
-# symlink is made on the host but the reply is an error (gridd then tries
-# to open it).
+# 9P2000.u Tcreate of a hard link (DMLINK), a fifo and a dangling symlink:
+# each once went wrong in gridd (an empty file instead of a link; an error
+# reply after the node was made), and is checked here since.
 t u-hardlink sh -c 'echo h > /mnt/u/uh && ln /mnt/u/uh /mnt/u/uh2 && [ "$(stat -c %i /mnt/u/uh)" = "$(stat -c %i /mnt/u/uh2)" ] && [ "$(cat /mnt/u/uh2)" = h ]'
 rm -f /mnt/u/uh /mnt/u/uh2
 t u-mkfifo sh -c 'mkfifo /mnt/u/ufifo && [ "$(stat -c %F /mnt/u/ufifo)" = fifo ]'

@@ -8,7 +8,6 @@
 //! must derive to its address, `OVERLAY_9P_SERVER_SEED` and
 //! `OVERLAY_9P_CLIENT_SEED` (64 hex digits each) give the nodes' own keys.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +19,9 @@ use ed25519_dalek::SigningKey;
 use grid_transport::{Config, Endpoint, KnownKeys, PublicKey};
 use ninep_client::{Client, ClientConfig, OpenFlags};
 use ninep_server::{PeerInfo, Server, ServerConfig};
+
+#[path = "../window.rs"]
+mod window;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -149,24 +151,7 @@ async fn read(transport: &str, addr: SocketAddr, file: &str, window: u64) -> Res
     let f = Arc::new(f);
     let unit = u64::from(f.iounit());
     let depth = (window / unit).clamp(1, 64) as usize;
-    let mut inflight = VecDeque::new();
-    let (mut next, mut got) = (0u64, 0u64);
-    loop {
-        while inflight.len() < depth && next < size {
-            let f = f.clone();
-            let at = next;
-            inflight.push_back(tokio::spawn(async move { f.read(at, unit as u32).await }));
-            next += unit;
-        }
-        let Some(r) = inflight.pop_front() else {
-            break;
-        };
-        let data = r.await??;
-        if data.is_empty() {
-            break;
-        }
-        got += data.len() as u64;
-    }
+    let got = window::read_windowed(f, size, unit, depth).await?;
     if got != size {
         bail!("read {got} of {size} bytes");
     }

@@ -16,7 +16,6 @@
 //! transport tuning flags override `grid_transport::Config`, to find
 //! where QUIC's limits are.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +28,9 @@ use grid_transport::{Config, Endpoint, KnownKeys, PublicKey};
 use ninep::l;
 use ninep_client::{Client, ClientConfig, Fid, OpenFlags};
 use ninep_server::{PeerInfo, Server, ServerConfig};
+
+#[path = "../window.rs"]
+mod window;
 
 /// The test file's name.
 const FILE: &str = "big";
@@ -477,24 +479,7 @@ async fn bulk_read(d: &Dialer, args: &Args) -> Result<(f64, f64)> {
     let depth = (args.window / unit).clamp(1, 64) as usize;
     let start = Instant::now();
     let cpu = cpu_time();
-    let mut window = VecDeque::new();
-    let (mut next, mut got) = (0u64, 0u64);
-    loop {
-        while window.len() < depth && next < args.size {
-            let f = f.clone();
-            let at = next;
-            window.push_back(tokio::spawn(async move { f.read(at, unit as u32).await }));
-            next += unit;
-        }
-        let Some(read) = window.pop_front() else {
-            break;
-        };
-        let data = read.await??;
-        if data.is_empty() {
-            break;
-        }
-        got += data.len() as u64;
-    }
+    let got = window::read_windowed(f, args.size, unit, depth).await?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_time() - cpu;
     if let Some(c) = conn {

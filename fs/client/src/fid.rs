@@ -133,9 +133,8 @@ impl Fid {
             walked: walked.len(),
             total,
         };
-        // The prefix walked once already, so this cannot recurse further
-        // than the number of names (each level is shorter).
-        let Ok(last) = Box::pin(self.walk_names(walked)).await else {
+        // `walk_names` does not ask why again: one probe at most.
+        let Ok(last) = self.walk_names(walked).await else {
             return incomplete;
         };
         match last.start_walk(vec![name]).await {

@@ -114,6 +114,20 @@ async fn read_frame<R>(r: &mut R, dialect: Dialect, msize: u32) -> Result<Option
 where
     R: AsyncRead + Unpin,
 {
+    let Some(n) = read_size(r, msize).await? else {
+        return Ok(None);
+    };
+    read_rest(r, &n.to_le_bytes(), dialect, msize)
+        .await
+        .map(Some)
+}
+
+/// The size field of the next frame, checked against `msize`. `Ok(None)`
+/// is a clean end of stream between frames.
+async fn read_size<R>(r: &mut R, msize: u32) -> Result<Option<u32>>
+where
+    R: AsyncRead + Unpin,
+{
     let mut size = [0u8; 4];
     match r.read_exact(&mut size).await {
         Ok(_) => {}
@@ -126,11 +140,21 @@ where
             "frame of {n} bytes (msize {msize})"
         )));
     }
-    let mut frame = vec![0u8; n as usize];
-    frame[..4].copy_from_slice(&size);
-    r.read_exact(&mut frame[4..]).await?;
+    Ok(Some(n))
+}
+
+/// Reads the rest of a frame whose first bytes, starting with its checked
+/// size field, are `head`, and decodes it.
+async fn read_rest<R>(r: &mut R, head: &[u8], dialect: Dialect, msize: u32) -> Result<Msg>
+where
+    R: AsyncRead + Unpin,
+{
+    let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut frame = vec![0u8; n];
+    frame[..head.len()].copy_from_slice(head);
+    r.read_exact(&mut frame[head.len()..]).await?;
     match ninep::decode(dialect, &frame, msize) {
-        Ok(Some((msg, _))) => Ok(Some(msg)),
+        Ok(Some((msg, _))) => Ok(msg),
         Ok(None) => Err(Error::Protocol("truncated frame".into())),
         Err(e) => Err(Error::Protocol(e.kind.to_string())),
     }
@@ -145,19 +169,12 @@ async fn read_reply<R>(r: &mut BufReader<R>, dialect: Dialect, msize: u32) -> Re
 where
     R: AsyncRead + Unpin,
 {
+    let Some(n) = read_size(r, msize).await? else {
+        return Ok(None);
+    };
     // size[4] type[1] tag[2], and for Rread count[4].
     let mut head = [0u8; HEADER_SIZE + 4];
-    match r.read_exact(&mut head[..4]).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    if (n as usize) < HEADER_SIZE || n > msize {
-        return Err(Error::Protocol(format!(
-            "frame of {n} bytes (msize {msize})"
-        )));
-    }
+    head[..4].copy_from_slice(&n.to_le_bytes());
     let n = n as usize;
     r.read_exact(&mut head[4..HEADER_SIZE]).await?;
     if head[4] == ninep::Rread::TYPE && n >= head.len() {
@@ -174,14 +191,9 @@ where
         let body = Fcall::Rread(ninep::Rread { data });
         return Ok(Some(Msg { tag, body }));
     }
-    let mut frame = vec![0u8; n];
-    frame[..HEADER_SIZE].copy_from_slice(&head[..HEADER_SIZE]);
-    r.read_exact(&mut frame[HEADER_SIZE..]).await?;
-    match ninep::decode(dialect, &frame, msize) {
-        Ok(Some((msg, _))) => Ok(Some(msg)),
-        Ok(None) => Err(Error::Protocol("truncated frame".into())),
-        Err(e) => Err(Error::Protocol(e.kind.to_string())),
-    }
+    read_rest(r, &head[..HEADER_SIZE], dialect, msize)
+        .await
+        .map(Some)
 }
 
 /// Appends exactly `count` bytes to `data` (which has room for them): first

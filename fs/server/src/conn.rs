@@ -22,7 +22,7 @@ use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Waker};
 
 use ninep::{Dialect, Fcall, Msg, Rflush, Rversion, Tversion, IOHDRSZ, NOTAG};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -77,16 +77,6 @@ pub(crate) struct Conn {
     trace: bool,
     reply_budget: Arc<Semaphore>,
     next_request: AtomicU64,
-    /// For the first poll of a request, in the read loop.
-    no_wake: Waker,
-}
-
-/// The waker of a request's first poll: nothing is waiting to be woken,
-/// since a request not finished by then is spawned and polled again.
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(self: Arc<Self>) {}
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -134,10 +124,9 @@ where
         trace: server.config.trace,
         reply_budget: Arc::new(Semaphore::new(budget)),
         next_request: AtomicU64::new(1),
-        no_wake: Waker::from(Arc::new(NoWake)),
     });
     let writer = tokio::spawn(write_loop(wr, rx));
-    let mut ended = EndGuard(Some((conn.clone(), server.fs.clone())));
+    let mut ended = EndGuard(Some(conn.clone()));
     let stopped = async {
         match stop {
             Some(mut stop) => {
@@ -165,18 +154,18 @@ where
 /// Ends a connection whose serving future was dropped before it could
 /// (its task aborted: a QUIC connection's streams go when it does): its
 /// fids are clunked and the file server told, on a task of their own.
-struct EndGuard(Option<(Arc<Conn>, Arc<dyn crate::FileServer>)>);
+struct EndGuard(Option<Arc<Conn>>);
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        let Some((conn, fs)) = self.0.take() else {
+        let Some(conn) = self.0.take() else {
             return;
         };
         // Without a runtime (it is shutting down) there is nobody left to tell.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 conn.close().await;
-                fs.disconnect(conn.id).await;
+                conn.session.fs.disconnect(conn.id).await;
             });
         }
     }
@@ -353,9 +342,9 @@ impl Conn {
         // Most other requests finish without waiting (a cached walk or
         // getattr, a clunk): run them here, which spares a task and its
         // wake-ups. One that has to wait goes on as its own task, which polls
-        // it again with a real waker.
+        // it again with a real waker (so the first poll needs none).
         if !bulk {
-            let mut cx = Context::from_waker(&self.no_wake);
+            let mut cx = Context::from_waker(Waker::noop());
             if request.as_mut().poll(&mut cx).is_ready() {
                 return;
             }
@@ -703,14 +692,25 @@ mod tests {
         assert_eq!(*fs.ended.lock().unwrap(), *fs.attached.lock().unwrap());
     }
 
-    #[tokio::test]
-    async fn disconnect_follows_a_hang_up_with_the_attach_conn() {
+    /// A server on a [`Recorder`], serving one connection whose other end
+    /// (returned) has attached and opened the root.
+    async fn serve_attached() -> (
+        Arc<Recorder>,
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<io::Result<()>>,
+    ) {
         let fs = Arc::new(Recorder::default());
         let server = crate::Server::new(fs.clone(), crate::ServerConfig::default());
         let (mut a, b) = tokio::io::duplex(1 << 16);
         let task =
             tokio::spawn(async move { server.serve_conn(b, crate::PeerInfo::Unknown).await });
         attach_and_open(&mut a).await;
+        (fs, a, task)
+    }
+
+    #[tokio::test]
+    async fn disconnect_follows_a_hang_up_with_the_attach_conn() {
+        let (fs, a, task) = serve_attached().await;
         drop(a);
         task.await.unwrap().unwrap();
         ended_once(&fs).await;
@@ -718,12 +718,7 @@ mod tests {
 
     #[tokio::test]
     async fn disconnect_follows_a_cancelled_connection() {
-        let fs = Arc::new(Recorder::default());
-        let server = crate::Server::new(fs.clone(), crate::ServerConfig::default());
-        let (mut a, b) = tokio::io::duplex(1 << 16);
-        let task =
-            tokio::spawn(async move { server.serve_conn(b, crate::PeerInfo::Unknown).await });
-        attach_and_open(&mut a).await;
+        let (fs, a, task) = serve_attached().await;
         task.abort();
         ended_once(&fs).await;
         drop(a);

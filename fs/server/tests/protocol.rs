@@ -354,10 +354,8 @@ async fn walk_open_read_stat_in_every_dialect() {
     }
 }
 
-#[tokio::test]
-async fn directory_reads_page_in_both_forms() {
-    let f = fixture();
-    let mut c = Raw::connect(&f.server, Dialect::P2000).await;
+/// Opens the root directory for reading on fid 1 (tags 2 and 3).
+async fn open_root_dir(c: &mut Raw) {
     c.rpc(2, walk(0, 1, &[])).await;
     c.rpc(
         3,
@@ -367,6 +365,13 @@ async fn directory_reads_page_in_both_forms() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn directory_reads_page_in_both_forms() {
+    let f = fixture();
+    let mut c = Raw::connect(&f.server, Dialect::P2000).await;
+    open_root_dir(&mut c).await;
     let mut names = Vec::new();
     let mut offset = 0;
     loop {
@@ -449,15 +454,7 @@ async fn a_directory_read_too_small_for_an_entry_is_short_not_an_error() {
     // and relies on a short (here empty) reply, as lib9p and QEMU give.
     let f = fixture();
     let mut c = Raw::connect(&f.server, Dialect::U).await;
-    c.rpc(2, walk(0, 1, &[])).await;
-    c.rpc(
-        3,
-        Topen {
-            fid: 1,
-            mode: om::READ,
-        },
-    )
-    .await;
+    open_root_dir(&mut c).await;
     // One entry fits in 80 bytes, the next does not.
     let Fcall::Rread(first) = c
         .rpc(

@@ -9,6 +9,7 @@ use ninep_server::synth::CtlHandler;
 use ninep_server::{Error, Result};
 
 use crate::job::{parse_signal, Job, Reason};
+use crate::share::short;
 
 /// The verbs of `/cpu/N/ctl`.
 pub static CTL_TABLE: &[Cmd] = &[
@@ -120,12 +121,5 @@ impl CtlHandler for JobCtl {
     /// Reading ctl gives the job's number.
     fn read(&self) -> String {
         format!("{}\n", self.job.n)
-    }
-}
-
-fn short(s: &str) -> String {
-    match s.char_indices().nth(32) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_owned(),
     }
 }

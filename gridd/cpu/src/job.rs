@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::cgroup::JobCgroup;
 use crate::sandbox::{self, Report, Spec, Started};
-use crate::share::{Limits, RootView, Share};
+use crate::share::{short, Limits, RootView, Share};
 use crate::stream::Output;
 use crate::term::{caller_of, Term, TERM_ENV};
 use crate::Shared;
@@ -816,11 +816,4 @@ fn group_name(owner: &str) -> String {
         })
         .collect();
     format!("reader-{clean}")
-}
-
-fn short(s: &str) -> String {
-    match s.char_indices().nth(64) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_owned(),
-    }
 }

@@ -1852,28 +1852,18 @@ mod tests {
              touch /usr/grid-x || echo usr-ro; cat {}/secret",
             private.display()
         );
-        let (r, _w) = pipe().unwrap();
         let root = SystemRoot {
             stage: stage.clone(),
             scratch: scratch.clone(),
             tmp_size: 1 << 20,
         };
-        let spec = Spec {
-            argv: vec!["sh".into(), "-c".into(), script],
-            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        let job = Spec {
             dir: scratch.clone(),
-            limits: Limits::default(),
-            confine: true,
-            run_as: run_as(),
-            cgroups: Vec::new(),
-            command_cgroups: Vec::new(),
-            rlimit_as: false,
-            stdin: r,
-            hide: Vec::new(),
             term: None,
             root: Some(root),
+            ..spec(&["sh", "-c", &script], std::path::Path::new("/"))
         };
-        let mut s = spawn(spec).unwrap();
+        let mut s = spawn(job).unwrap();
         let (mut out, mut err) = (String::new(), String::new());
         s.stdout.read_to_string(&mut out).await.unwrap();
         s.stderr.read_to_string(&mut err).await.unwrap();

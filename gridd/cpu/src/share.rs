@@ -350,7 +350,7 @@ fn opt<T: fmt::Display>(v: Option<T>) -> String {
 
 /// Input quoted back in an error, cut so a hostile line cannot make a
 /// huge error.
-fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     match s.char_indices().nth(64) {
         Some((cut, _)) => format!("{}...", &s[..cut]),
         None => s.to_owned(),

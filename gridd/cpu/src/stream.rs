@@ -343,6 +343,14 @@ mod tests {
         assert!(got == data, "{} bytes of {}", got.len(), data.len());
     }
 
+    /// Lets the tasks spawned so far run until each finishes or waits:
+    /// the test runtime has one thread, so a yield polls every ready task.
+    async fn let_spawned_tasks_run() {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn readers_from_zero_and_eof() {
         let out = Output::new();
@@ -356,7 +364,7 @@ mod tests {
             let out = out.clone();
             async move { out.read(a, 11, 100).await }
         });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let_spawned_tasks_run().await;
         assert!(!waiting.is_finished());
         out.finish();
         assert_eq!(waiting.await.unwrap().unwrap(), b"");
@@ -372,7 +380,7 @@ mod tests {
             let out = out.clone();
             async move { out.append(b"more").await }
         });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let_spawned_tasks_run().await;
         assert!(!writer.is_finished(), "writer should wait for the reader");
         let got = out.read(r, 0, 1 << 20).await.unwrap();
         assert_eq!(got.len(), 1 << 20);

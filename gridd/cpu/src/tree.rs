@@ -122,35 +122,19 @@ pub(crate) fn job_dir(job: Arc<Job>) -> (Arc<dyn Node>, Arc<dyn Node>) {
         ("ctl", ctl.clone()),
         (
             "stdin",
-            Arc::new(StdinFile {
-                qid: file_qid(),
-                job: job.clone(),
+            JobFile::write_only({
+                let j = job.clone();
+                move || Opened::new(StdinHandle(j.clone()))
             }),
         ),
-        (
-            "stdout",
-            Arc::new(StreamFile {
-                qid: file_qid(),
-                job: job.clone(),
-                out: job.stdout.clone(),
-                name: "stdout",
-            }),
-        ),
-        (
-            "stderr",
-            Arc::new(StreamFile {
-                qid: file_qid(),
-                job: job.clone(),
-                out: job.stderr.clone(),
-                name: "stderr",
-            }),
-        ),
+        ("stdout", stream_file(&job, job.stdout.clone(), "stdout")),
+        ("stderr", stream_file(&job, job.stderr.clone(), "stderr")),
         ("status", status),
         (
             "wait",
-            Arc::new(WaitFile {
-                qid: file_qid(),
-                job: job.clone(),
+            JobFile::read_only({
+                let j = job.clone();
+                move || Opened::new(WaitHandle(j.clone()))
             }),
         ),
     ];
@@ -207,31 +191,57 @@ impl Node for JobDir {
     }
 }
 
-struct StdinFile {
+/// A file of `/cpu/N` that is only read or only written, each open
+/// getting a fresh handle from `open`.
+struct JobFile<F> {
     qid: Qid,
-    job: Arc<Job>,
+    writable: bool,
+    open: F,
+}
+
+impl<F: Fn() -> Opened + Send + Sync + 'static> JobFile<F> {
+    fn read_only(open: F) -> Arc<dyn Node> {
+        Arc::new(JobFile {
+            qid: file_qid(),
+            writable: false,
+            open,
+        })
+    }
+
+    fn write_only(open: F) -> Arc<dyn Node> {
+        Arc::new(JobFile {
+            qid: file_qid(),
+            writable: true,
+            open,
+        })
+    }
 }
 
 #[async_trait]
-impl Node for StdinFile {
+impl<F: Fn() -> Opened + Send + Sync + 'static> Node for JobFile<F> {
     fn qid(&self) -> Qid {
         self.qid
     }
 
     async fn attr(&self) -> Result<Attr> {
-        Ok(Attr::synthetic(self.qid, 0o222))
+        let perm = if self.writable { 0o222 } else { 0o444 };
+        Ok(Attr::synthetic(self.qid, perm))
     }
 
     async fn open(&self, mode: OpenMode) -> Result<Opened> {
-        if mode.read {
-            return Err(Error::no_read());
+        match self.writable {
+            true if mode.read => Err(Error::no_read()),
+            false if mode.write => Err(Error::no_write()),
+            _ => Ok((self.open)()),
         }
-        Ok(Opened::new(StdinHandle(self.job.clone())))
     }
 
     // `echo x > stdin` truncates; there is nothing to truncate.
     async fn setattr(&self, _set: ninep_server::SetAttr) -> Result<()> {
-        Ok(())
+        match self.writable {
+            true => Ok(()),
+            false => Err(Error::no_wstat()),
+        }
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -249,39 +259,17 @@ impl Handle for StdinHandle {
     }
 }
 
-struct StreamFile {
-    qid: Qid,
-    job: Arc<Job>,
-    out: Arc<Output>,
-    name: &'static str,
-}
-
-#[async_trait]
-impl Node for StreamFile {
-    fn qid(&self) -> Qid {
-        self.qid
-    }
-
-    async fn attr(&self) -> Result<Attr> {
-        Ok(Attr::synthetic(self.qid, 0o444))
-    }
-
-    async fn open(&self, mode: OpenMode) -> Result<Opened> {
-        if mode.write {
-            return Err(Error::no_write());
-        }
-        let id = self.out.open();
-        Ok(Opened::new(StreamHandle {
-            out: self.out.clone(),
-            id,
-            n: self.job.n,
-            name: self.name,
-        }))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+/// `stdout` or `stderr` (`name`): each open reads `out` from its start.
+fn stream_file(job: &Arc<Job>, out: Arc<Output>, name: &'static str) -> Arc<dyn Node> {
+    let n = job.n;
+    JobFile::read_only(move || {
+        Opened::new(StreamHandle {
+            id: out.open(),
+            out: out.clone(),
+            n,
+            name,
+        })
+    })
 }
 
 struct StreamHandle {
@@ -311,33 +299,6 @@ impl Handle for StreamHandle {
 impl Drop for StreamHandle {
     fn drop(&mut self) {
         self.out.close(self.id);
-    }
-}
-
-struct WaitFile {
-    qid: Qid,
-    job: Arc<Job>,
-}
-
-#[async_trait]
-impl Node for WaitFile {
-    fn qid(&self) -> Qid {
-        self.qid
-    }
-
-    async fn attr(&self) -> Result<Attr> {
-        Ok(Attr::synthetic(self.qid, 0o444))
-    }
-
-    async fn open(&self, mode: OpenMode) -> Result<Opened> {
-        if mode.write {
-            return Err(Error::no_write());
-        }
-        Ok(Opened::new(WaitHandle(self.job.clone())))
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

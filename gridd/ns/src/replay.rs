@@ -12,18 +12,27 @@ use crate::{Problem, Resolver};
 impl Namespace {
     /// The operations waiting for their source, in order.
     pub fn pending(&self) -> Vec<NsOp> {
+        self.pending_members()
+            .into_iter()
+            .map(|(old, m)| m.original_op(&old))
+            .collect()
+    }
+
+    /// The pending members with the paths they are unioned at, oldest
+    /// first.
+    fn pending_members(&self) -> Vec<(String, Member)> {
         let table = self.inner.read();
-        let mut ops: Vec<(u64, NsOp)> = table
+        let mut all: Vec<(String, Member)> = table
             .mounts
             .iter()
             .flat_map(|(old, ms)| {
                 ms.iter()
                     .filter(|m| m.pending.is_some())
-                    .map(move |m| (m.seq, m.original_op(old)))
+                    .map(move |m| (old.clone(), m.clone()))
             })
             .collect();
-        ops.sort_by_key(|(seq, _)| *seq);
-        ops.into_iter().map(|(_, op)| op).collect()
+        all.sort_by_key(|(_, m)| m.seq);
+        all
     }
 
     /// Carries out one operation; a mount's source comes from `resolver`.
@@ -66,20 +75,7 @@ impl Namespace {
     /// still pending. Federation calls this when a peer becomes reachable.
     pub async fn retry_pending(&self, resolver: &dyn Resolver) -> Vec<Problem> {
         let _op = self.inner.ops.lock().await;
-        let waiting: Vec<(String, Member)> = {
-            let table = self.inner.read();
-            let mut all: Vec<(String, Member)> = table
-                .mounts
-                .iter()
-                .flat_map(|(old, ms)| {
-                    ms.iter()
-                        .filter(|m| m.pending.is_some())
-                        .map(move |m| (old.clone(), m.clone()))
-                })
-                .collect();
-            all.sort_by_key(|(_, m)| m.seq);
-            all
-        };
+        let waiting = self.pending_members();
         let mut problems = Vec::new();
         for (index, (old, m)) in waiting.into_iter().enumerate() {
             let found = match &m.source {

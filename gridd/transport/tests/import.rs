@@ -59,6 +59,15 @@ async fn chain_with(
     Chain { tree, client }
 }
 
+/// Bob's motd, walked to through `client` and stat'ed once, so the link
+/// to Bob is up.
+async fn linked_motd(client: &Client) -> ninep_client::Fid {
+    let root = client.attach("me", "").await.unwrap();
+    let motd = root.walk(&["motd"]).await.unwrap();
+    motd.metadata().await.unwrap();
+    motd
+}
+
 /// Bob, serving a temporary directory.
 struct Bob {
     dir: tempfile::TempDir,
@@ -256,9 +265,7 @@ async fn a_crashed_peer_is_noticed_at_once_when_it_comes_back() {
         let relay = Relay::start(bob.addr()).await;
         let ea = endpoint(&ka, &[(bob.public, "bob")]);
         let Chain { tree, client } = chain(&ea, bob.public, relay.addr).await;
-        let root = client.attach("me", "").await.unwrap();
-        let motd = root.walk(&["motd"]).await.unwrap();
-        motd.metadata().await.unwrap();
+        let motd = linked_motd(&client).await;
 
         let ep2 = endpoint(&bob.key, &[(a, "alice")]);
         let (server, _) = export_server(bob.dir.path());
@@ -300,9 +307,7 @@ async fn a_cut_link_fails_operations_within_the_idle_timeout() {
         )
         .unwrap();
         let Chain { tree, client } = chain(&ea, bob.public, relay.addr).await;
-        let root = client.attach("me", "").await.unwrap();
-        let motd = root.walk(&["motd"]).await.unwrap();
-        motd.metadata().await.unwrap();
+        let motd = linked_motd(&client).await;
 
         relay.retarget(None);
         let t = Instant::now();
@@ -334,7 +339,7 @@ async fn an_unreachable_peer_is_a_prompt_error_not_a_hang() {
         let tree = RemoteTree::new(
             ea.clone(),
             Peer {
-                name: "alice".into(),
+                name: "bob".into(),
                 key: b,
                 addrs: vec![hole.local_addr().unwrap()],
             },
@@ -342,14 +347,14 @@ async fn an_unreachable_peer_is_a_prompt_error_not_a_hang() {
         );
         let t = Instant::now();
         let err = tree.root().await.err().expect("unreachable");
-        assert_eq!(err.msg, "peer alice unreachable");
+        assert_eq!(err.msg, "peer bob unreachable");
         assert_eq!(err.errno, libc::EHOSTUNREACH);
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 
         // While backing off, errors are immediate.
         let t = Instant::now();
         let err = tree.root().await.err().expect("still unreachable");
-        assert_eq!(err.msg, "peer alice unreachable");
+        assert_eq!(err.msg, "peer bob unreachable");
         assert!(
             t.elapsed() < Duration::from_millis(200),
             "{:?}",
@@ -371,9 +376,7 @@ async fn a_peer_going_down_gives_prompt_errors_then_recovers() {
         let public = bob.public;
         let ea = endpoint(&ka, &[(public, "bob")]);
         let Chain { tree, client } = chain_with(&ea, public, bob.addr(), ninep::Dialect::U).await;
-        let root = client.attach("me", "").await.unwrap();
-        let motd = root.walk(&["motd"]).await.unwrap();
-        motd.metadata().await.unwrap();
+        let motd = linked_motd(&client).await;
 
         let (dir, key, addr) = bob.stop().await;
         let t = Instant::now();

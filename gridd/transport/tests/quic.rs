@@ -219,17 +219,17 @@ async fn ninep_over_quic_reads_and_writes_an_export() {
 #[tokio::test]
 async fn removing_a_peer_disconnects_it() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let (ka, a) = identity(1);
-        let (kb, b) = identity(2);
-        let ea = endpoint(&ka, &[(b, "bob")]);
-        let eb = endpoint(&kb, &[(a, "alice")]);
-        let (server, _) = export_server(dir.path());
-        let serving = Serving::start(&eb, server);
+        let Session {
+            _dir,
+            a,
+            b,
+            ea,
+            eb,
+            serving,
+            conn,
+            root: _root,
+        } = alice_attached_to_bob().await;
         let addr = eb.local_addr().unwrap();
-        let conn = ea.connect(addr, &b, Alpn::NineP).await.unwrap();
-        let client = conn.open_9p(Default::default()).await.unwrap();
-        client.attach("alice", "").await.unwrap();
 
         eb.known_keys().remove(&a);
         let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
@@ -252,17 +252,16 @@ async fn removing_a_peer_disconnects_it() {
 #[tokio::test]
 async fn shutdown_closes_served_connections_and_tells_the_peer() {
     bounded(async {
-        let dir = tempfile::tempdir().unwrap();
-        let (ka, a) = identity(1);
-        let (kb, b) = identity(2);
-        let ea = endpoint(&ka, &[(b, "bob")]);
-        let eb = endpoint(&kb, &[(a, "alice")]);
-        let (server, _) = export_server(dir.path());
-        let serving = Serving::start(&eb, server);
-        let addr = eb.local_addr().unwrap();
-        let conn = ea.connect(addr, &b, Alpn::NineP).await.unwrap();
-        let client = conn.open_9p(Default::default()).await.unwrap();
-        let root = client.attach("alice", "").await.unwrap();
+        // Both endpoints stay bound to the end, as the peers do.
+        let Session {
+            _dir,
+            ea: _ea,
+            eb: _eb,
+            serving,
+            conn,
+            root,
+            ..
+        } = alice_attached_to_bob().await;
         serving.shutdown().await;
         let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
             .await
@@ -274,4 +273,40 @@ async fn shutdown_closes_served_connections_and_tells_the_peer() {
         assert!(root.metadata().await.is_err());
     })
     .await;
+}
+
+/// Alice attached over QUIC to Bob, who serves an empty directory.
+struct Session {
+    _dir: tempfile::TempDir,
+    a: grid_transport::PublicKey,
+    b: grid_transport::PublicKey,
+    ea: grid_transport::Endpoint,
+    eb: grid_transport::Endpoint,
+    serving: Serving,
+    conn: grid_transport::Connection,
+    root: ninep_client::Fid,
+}
+
+async fn alice_attached_to_bob() -> Session {
+    let dir = tempfile::tempdir().unwrap();
+    let (ka, a) = identity(1);
+    let (kb, b) = identity(2);
+    let ea = endpoint(&ka, &[(b, "bob")]);
+    let eb = endpoint(&kb, &[(a, "alice")]);
+    let (server, _) = export_server(dir.path());
+    let serving = Serving::start(&eb, server);
+    let addr = eb.local_addr().unwrap();
+    let conn = ea.connect(addr, &b, Alpn::NineP).await.unwrap();
+    let client = conn.open_9p(Default::default()).await.unwrap();
+    let root = client.attach("alice", "").await.unwrap();
+    Session {
+        _dir: dir,
+        a,
+        b,
+        ea,
+        eb,
+        serving,
+        conn,
+        root,
+    }
 }

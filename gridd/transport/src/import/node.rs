@@ -193,6 +193,7 @@ impl Node for RemoteNode {
         let owner = self.owner();
         Ok(entries
             .into_iter()
+            .filter(|e| is_path_element(&e.name))
             .map(|e| DirEntry {
                 attr: attr_from_metadata(&e.meta, &owner),
                 name: e.name,
@@ -481,6 +482,13 @@ fn attr_from_metadata(m: &Metadata, owner: &str) -> Attr {
     }
 }
 
+/// Whether a name a peer listed can be served as one directory entry: a
+/// lying or broken peer could list "", "..", or "a/b", which local
+/// clients would take for other paths. Such entries are left out.
+fn is_path_element(name: &str) -> bool {
+    !(name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']))
+}
+
 /// A time from the wire; out-of-range values (hostile or broken peers)
 /// become the epoch rather than a panic.
 fn time(sec: u64, nsec: u64) -> SystemTime {
@@ -498,6 +506,16 @@ mod tests {
     fn hostile_times_do_not_panic() {
         assert_eq!(time(u64::MAX, u64::MAX), UNIX_EPOCH);
         assert_eq!(time(1, 5), UNIX_EPOCH + Duration::new(1, 5));
+    }
+
+    #[test]
+    fn only_single_path_elements_are_listed() {
+        for good in ["motd", "a.b", "...", "x y"] {
+            assert!(is_path_element(good), "{good:?}");
+        }
+        for bad in ["", ".", "..", "a/b", "/", "a\0b"] {
+            assert!(!is_path_element(bad), "{bad:?}");
+        }
     }
 
     #[test]

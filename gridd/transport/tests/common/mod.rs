@@ -40,11 +40,16 @@ pub fn endpoint(key: &SigningKey, peers: &[(PublicKey, &str)]) -> Endpoint {
 
 /// [`endpoint`] on a given address.
 pub fn endpoint_at(addr: SocketAddr, key: &SigningKey, peers: &[(PublicKey, &str)]) -> Endpoint {
+    Endpoint::bind(addr, key, known_keys(peers), Config::default()).expect("bind")
+}
+
+/// A peer table holding `peers`.
+fn known_keys(peers: &[(PublicKey, &str)]) -> KnownKeys {
     let known = KnownKeys::new();
     for (k, name) in peers {
         known.insert(*k, *name);
     }
-    Endpoint::bind(addr, key, known, Config::default()).expect("bind")
+    known
 }
 
 /// A file server for one tree that records who attached.
@@ -115,21 +120,25 @@ impl Drop for Serving {
 /// Closes `ep` and waits until its socket is released, so its port can
 /// be bound again (a restart).
 pub async fn stop_endpoint(ep: Endpoint) {
+    let addr = ep.local_addr().expect("local addr");
     ep.close();
     ep.wait_idle().await;
     drop(ep);
-    // The endpoint's driver task lets go of the socket on its next poll.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The endpoint's driver task lets go of the socket on its next poll:
+    // wait until the port can be bound, so packets to it are refused.
+    for _ in 0..100 {
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{addr} still bound after the endpoint closed");
 }
 
 /// Binds `addr` again for `key`, retrying while the old socket goes away.
 pub async fn rebind(addr: SocketAddr, key: &SigningKey, peers: &[(PublicKey, &str)]) -> Endpoint {
     for _ in 0..100 {
-        let known = KnownKeys::new();
-        for (k, name) in peers {
-            known.insert(*k, *name);
-        }
-        match Endpoint::bind(addr, key, known, Config::default()) {
+        match Endpoint::bind(addr, key, known_keys(peers), Config::default()) {
             Ok(ep) => return ep,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
